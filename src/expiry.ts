@@ -1,0 +1,90 @@
+/**
+ * Token timing: when a token expires, when to refresh it, and how fresh a cached one is.
+ * Expiry comes from `expires_in` measured from when the request was sent (MSAL's reqTimestamp);
+ * a JWT `exp` may only shorten it, and is ignored when unreadable or when the local clock
+ * is so far ahead that it already looks past (EXP-1, EXP-2, EXP-3).
+ */
+import { jwtDecode } from "jwt-decode";
+import type { StoredToken } from "./store.js";
+
+/** The one place that reads the clock, so tests can move it. */
+export const now = (): number => Date.now();
+
+/** The timing settings this file needs. */
+export interface ExpiryPolicy {
+  readonly refreshMarginMs: number;
+  readonly expiryBufferMs: number;
+  readonly refreshJitter: number;
+  readonly defaultLifetimeMs: number;
+  readonly maxLifetimeMs: number;
+}
+
+/** What `resolveToken` reads from a validated token response. */
+export interface TokenTiming {
+  readonly accessToken: string;
+  readonly expiresIn: unknown;
+  readonly refreshIn: unknown;
+}
+
+/**
+ * Returns the entry to store for a freshly issued token. Decodes a JWT once, here,
+ * so that requests only compare numbers.
+ */
+export function resolveToken(timing: TokenTiming, sentAt: number, policy: ExpiryPolicy, random = Math.random): StoredToken {
+  const fromExpiresIn = parseSeconds(timing.expiresIn);
+  const fromExp = jwtLifetime(timing.accessToken, sentAt);
+  let lifetime = fromExpiresIn ?? fromExp ?? policy.defaultLifetimeMs;
+  if (fromExpiresIn !== undefined && fromExp !== undefined) lifetime = Math.min(fromExpiresIn, fromExp);
+  lifetime = Math.min(lifetime, policy.maxLifetimeMs);
+
+  const expiresAt = sentAt + lifetime;
+  const margin = Math.min(policy.refreshMarginMs, lifetime / 2);
+  let refreshAt = expiresAt - margin - random() * policy.refreshJitter * margin;
+  const refreshIn = parseSeconds(timing.refreshIn);
+  if (refreshIn !== undefined) refreshAt = Math.min(refreshAt, sentAt + refreshIn);
+  return { accessToken: timing.accessToken, expiresAt, refreshAt, obtainedAt: sentAt };
+}
+
+/** Where a cached token stands at `at`. */
+export type Freshness = "fresh" | "refresh-due" | "expired";
+
+/**
+ * - fresh: use it.
+ * - refresh-due: use it, and refresh in the background (soft margin, ≤ 50% of the lifetime).
+ * - expired: within the hard buffer (≤ 10% of the lifetime) or past expiry, or the clock went
+ *   back before it was obtained (EXP-8): callers wait for a new token.
+ */
+export function freshness(token: StoredToken, at: number, expiryBufferMs: number): Freshness {
+  const buffer = Math.min(expiryBufferMs, (token.expiresAt - token.obtainedAt) / 10);
+  if (at >= token.expiresAt - buffer || at < token.obtainedAt) return "expired";
+  return at >= token.refreshAt ? "refresh-due" : "fresh";
+}
+
+/** `expires_in`/`refresh_in` as ms: a positive finite number or numeric string (PayPal, Entra v1 send strings), else undefined. */
+export function parseSeconds(value: unknown): number | undefined {
+  let seconds: number;
+  if (typeof value === "number") seconds = value;
+  else if (typeof value === "string" && /^\s*\d+(\.\d+)?\s*$/.test(value)) seconds = Number(value);
+  else return undefined;
+  return Number.isFinite(seconds) && seconds > 0 ? seconds * 1000 : undefined;
+}
+
+/**
+ * Lifetime from a JWT `exp`, or undefined. Tokens are opaque to clients (RFC 9068 §6, Entra):
+ * anything that is not a three-part JWT with a finite numeric `exp` is simply ignored, and
+ * nothing in the header (`alg`, `jku`) is ever looked at.
+ */
+function jwtLifetime(accessToken: string, sentAt: number): number | undefined {
+  if (accessToken.split(".").length !== 3) return undefined;
+  let exp: unknown;
+  try {
+    exp = jwtDecode<{ exp?: unknown }>(accessToken).exp;
+  } catch {
+    return undefined;
+  }
+  if (typeof exp !== "number" || !Number.isFinite(exp)) return undefined;
+  const lifetime = exp * 1000 - sentAt;
+  // An exp already past while the server just issued the token means our clock runs ahead:
+  // believing it would refetch on every request (EXP-3, F9).
+  return lifetime > 0 ? lifetime : undefined;
+}

@@ -1,0 +1,15 @@
+export { createTokenRefreshInterceptor } from "./interceptor.js";
+export type { GetAccessTokenOptions, TokenRefreshInterceptor, TokenRefreshRequestOptions } from "./interceptor.js";
+export { InMemoryTokenStore } from "./store.js";
+export type { InMemoryTokenStoreOptions, StoredToken, TokenStore } from "./store.js";
+export { DEFAULTS } from "./options.js";
+export type { ClientAuthMethod, RetryOptions, TokenRefreshOptions } from "./options.js";
+export type { TokenEvent } from "./events.js";
+export {
+  InvalidOptionError,
+  InvalidTokenResponseError,
+  TokenRefreshError,
+  TokenRequestError,
+  isTokenRefreshError,
+} from "./errors.js";
+export type { InvalidOptionCode, TokenRefreshErrorCode, TokenRequestErrorDetails } from "./errors.js";

@@ -1,0 +1,422 @@
+import type { AxiosInstance } from "axios";
+import { InvalidOptionError } from "./errors.js";
+import type { TokenEvent } from "./events.js";
+import { InMemoryTokenStore, type TokenStore } from "./store.js";
+
+/** How the client authenticates at the token endpoint (RFC 6749 §2.3.1). */
+export type ClientAuthMethod = "client_secret_post" | "client_secret_basic";
+
+/** Bounds for retrying transient token-endpoint failures (429, 5xx, network errors). */
+export interface RetryOptions {
+  /**
+   * Attempts in total, the first included; `1` disables retries.
+   * @default 3
+   */
+  attempts?: number;
+  /**
+   * First backoff ceiling; each retry doubles it, and the wait is drawn at random below it (full jitter).
+   * @default 500
+   */
+  baseDelayMs?: number;
+  /**
+   * Largest backoff ceiling.
+   * @default 10_000
+   */
+  maxDelayMs?: number;
+  /**
+   * Largest `Retry-After` honoured; longer demands are cut to this.
+   * @default 60_000
+   */
+  maxRetryAfterMs?: number;
+}
+
+/** Options of {@link createTokenRefreshInterceptor}; validated when the interceptor is created. */
+export interface TokenRefreshOptions {
+  /** Token endpoint URL (RFC 6749 §3.2). Give this or `tenantId`, not both. */
+  tokenUrl?: string;
+  /** Microsoft Entra tenant (id or domain); the token URL becomes `{authorityHost}/{tenantId}/oauth2/v2.0/token`. */
+  tenantId?: string;
+  /**
+   * Microsoft Entra authority host, for national clouds; used with `tenantId` only.
+   * @default "https://login.microsoftonline.com"
+   */
+  authorityHost?: string;
+  /** OAuth 2.0 client id. */
+  clientId: string;
+  /** OAuth 2.0 client secret. Give this or `clientAssertion`, not both. */
+  clientSecret?: string;
+  /**
+   * A signed client assertion (RFC 7523), or a function returning a fresh one; called for every token
+   * request. Use instead of `clientSecret` for certificate credentials or workload identity federation.
+   */
+  clientAssertion?: string | (() => string | Promise<string>);
+  /** Scope(s) to request; an array is joined with spaces, an empty value is left out. */
+  scope?: string | readonly string[];
+  /** Extra form parameters for the token request, e.g. `{ audience }` for Auth0 or `{ resource }`. */
+  extraParams?: Readonly<Record<string, string>>;
+  /**
+   * How the client secret is sent. `client_secret_basic` form-encodes id and secret before base64 (RFC 6749 §2.3.1).
+   * @default "client_secret_post"
+   */
+  clientAuthMethod?: ClientAuthMethod;
+  /**
+   * Where tokens are kept.
+   * @default new InMemoryTokenStore()
+   */
+  store?: TokenStore;
+  /** Key of this client's token in the store; by default derived from token URL, client id, scope and extra params (never the secret). */
+  cacheKey?: string;
+  /**
+   * From this long before expiry a request still gets the cached token at once and one background refresh starts.
+   * Clamped to half the token's lifetime.
+   * @default 300_000
+   */
+  refreshMarginMs?: number;
+  /**
+   * From this long before expiry requests wait for a new token. Clamped to a tenth of the token's lifetime.
+   * @default 30_000
+   */
+  expiryBufferMs?: number;
+  /**
+   * Random share of the margin added to it per token, so that processes whose tokens were issued together do not refresh together.
+   * @default 0.1
+   */
+  refreshJitter?: number;
+  /**
+   * Lifetime assumed when neither `expires_in` nor a readable JWT `exp` says.
+   * @default 300_000
+   */
+  defaultLifetimeMs?: number;
+  /**
+   * Longest lifetime believed; a larger `expires_in` is cut to this.
+   * @default 86_400_000
+   */
+  maxLifetimeMs?: number;
+  /**
+   * Axios instance for token requests. Must not be an instance this interceptor is installed on.
+   * @default axios.create()
+   */
+  httpClient?: AxiosInstance;
+  /**
+   * Time budget for getting a token, every attempt, backoff and `Retry-After` wait included.
+   * @default 10_000
+   */
+  timeoutMs?: number;
+  /** Retries of transient token-endpoint failures. */
+  retry?: RetryOptions;
+  /**
+   * Origins (scheme, host, port) that may receive the token. By default the origin of the request's `baseURL`.
+   */
+  allowedOrigins?: readonly string[];
+  /**
+   * Allow `http:` token URLs and origins that are not loopback. For tests behind a TLS-terminating proxy only.
+   * @default false
+   */
+  allowInsecureHttp?: boolean;
+  /**
+   * Resource statuses that make `attach()` drop the rejected token and replay the request once with a new one.
+   * @default [401]
+   */
+  replayStatuses?: readonly number[];
+  /**
+   * Replace our `Authorization` value in errors that pass through `attach()` with `Bearer [redacted]`.
+   * @default true
+   */
+  redactErrors?: boolean;
+  /** Receives typed events (token cached, refresh failed, replays, throttling); never a token or secret. */
+  onEvent?: (event: TokenEvent) => void;
+}
+
+/** Validated, fully defaulted options; internal. */
+export interface Settings {
+  readonly tokenUrl: string;
+  readonly clientId: string;
+  readonly credential:
+    | { readonly kind: "secret"; readonly secret: string; readonly method: ClientAuthMethod }
+    | { readonly kind: "assertion"; readonly assertion: () => string | Promise<string> };
+  readonly scope: string | undefined;
+  readonly extraParams: Readonly<Record<string, string>>;
+  readonly store: TokenStore;
+  readonly cacheKey: string;
+  readonly refreshMarginMs: number;
+  readonly expiryBufferMs: number;
+  readonly refreshJitter: number;
+  readonly defaultLifetimeMs: number;
+  readonly maxLifetimeMs: number;
+  readonly httpClient: AxiosInstance | undefined;
+  readonly timeoutMs: number;
+  readonly retry: Required<RetryOptions>;
+  readonly allowedOrigins: ReadonlySet<string> | undefined;
+  readonly allowInsecureHttp: boolean;
+  readonly replayStatuses: ReadonlySet<number>;
+  readonly redactErrors: boolean;
+  readonly onEvent: ((event: TokenEvent) => void) | undefined;
+}
+
+/** Defaults, with the reason for each. */
+export const DEFAULTS = {
+  authorityHost: "https://login.microsoftonline.com",
+  clientAuthMethod: "client_secret_post", // what Entra and most snippets use; basic is opt-in
+  refreshMarginMs: 5 * 60_000, // MSAL's 300 s renewal offset, google's 5 min eager threshold
+  expiryBufferMs: 30_000, // httpx-auth's early expiry; covers clock skew and request latency
+  refreshJitter: 0.1, // spreads a fleet's refreshes (azure-sdk-for-python adds 0–60 s)
+  defaultLifetimeMs: 5 * 60_000, // neither "expired now" (MSAL) nor "forever" (golang) when expiry is unknown
+  maxLifetimeMs: 24 * 3_600_000,
+  timeoutMs: 10_000, // axios's own default is no timeout at all
+  retry: { attempts: 3, baseDelayMs: 500, maxDelayMs: 10_000, maxRetryAfterMs: 60_000 },
+  replayStatuses: [401], // 403 means insufficient_scope: a new token from the same grant has the same scope
+} as const;
+
+const LOOPBACK_HOST = /^(localhost|127(\.\d{1,3}){3}|\[::1\])$/i;
+
+/** Returns true for hosts that never leave the machine: localhost, 127.0.0.0/8, [::1]. */
+export function isLoopbackHost(hostname: string): boolean {
+  return LOOPBACK_HOST.test(hostname);
+}
+
+/**
+ * Parses a URL the user configured and refuses what must never carry a credential:
+ * other schemes, userinfo, fragments, and cleartext `http:` off the machine (RFC 6749 §3.2, §10.9).
+ */
+export function parseSecureUrl(name: string, value: string, allowInsecureHttp: boolean): URL {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new InvalidOptionError(`"${name}" must be an absolute URL`);
+  }
+  if (url.protocol !== "https:" && url.protocol !== "http:") {
+    throw new InvalidOptionError(`"${name}" must use https: (got ${url.protocol})`);
+  }
+  if (url.username !== "" || url.password !== "") {
+    throw new InvalidOptionError(`"${name}" must not contain credentials; use "clientId" and "clientSecret"`);
+  }
+  if (value.includes("#")) throw new InvalidOptionError(`"${name}" must not contain a fragment`);
+  if (url.protocol === "http:" && !allowInsecureHttp && !isLoopbackHost(url.hostname)) {
+    throw new InvalidOptionError(
+      `"${name}" must use https: outside loopback hosts (set "allowInsecureHttp: true" to override)`,
+    );
+  }
+  return url;
+}
+
+type Raw = Partial<Record<keyof TokenRefreshOptions, unknown>>;
+
+/** Validates options, reading own properties only so a polluted `Object.prototype` cannot inject any (ORG-7). */
+export function normalizeOptions(options: TokenRefreshOptions): Settings {
+  if (options === null || typeof options !== "object") {
+    throw new InvalidOptionError("options must be an object", "ERR_INVALID_ARG_TYPE");
+  }
+  const raw = options as Raw;
+  const own = <K extends keyof TokenRefreshOptions>(key: K): unknown =>
+    Object.prototype.hasOwnProperty.call(raw, key) ? raw[key] : undefined;
+
+  const allowInsecureHttp = optionalBoolean("allowInsecureHttp", own("allowInsecureHttp")) ?? false;
+  const tokenUrl = resolveTokenUrl(own("tokenUrl"), own("tenantId"), own("authorityHost"), allowInsecureHttp);
+  const clientId = requiredString("clientId", own("clientId"));
+  const scope = normalizeScope(own("scope"));
+  const extraParams = normalizeExtraParams(own("extraParams"));
+  const credential = normalizeCredential(own("clientSecret"), own("clientAssertion"), own("clientAuthMethod"));
+
+  const store = own("store") ?? new InMemoryTokenStore();
+  if (!isTokenStore(store)) {
+    throw new InvalidOptionError('"store" must have get, set and delete methods', "ERR_INVALID_ARG_TYPE");
+  }
+  const cacheKey =
+    optionalString("cacheKey", own("cacheKey")) ?? defaultCacheKey(tokenUrl, clientId, scope, extraParams);
+
+  const httpClient = own("httpClient");
+  if (httpClient !== undefined && typeof (httpClient as { request?: unknown }).request !== "function") {
+    throw new InvalidOptionError('"httpClient" must be an axios instance', "ERR_INVALID_ARG_TYPE");
+  }
+
+  const retry = own("retry");
+  if (retry !== undefined && (retry === null || typeof retry !== "object")) {
+    throw new InvalidOptionError('"retry" must be an object', "ERR_INVALID_ARG_TYPE");
+  }
+  const ownRetry = (key: keyof RetryOptions): unknown =>
+    retry !== undefined && Object.prototype.hasOwnProperty.call(retry, key) ? (retry as Record<string, unknown>)[key] : undefined;
+
+  return {
+    tokenUrl,
+    clientId,
+    credential,
+    scope,
+    extraParams,
+    store,
+    cacheKey,
+    refreshMarginMs: duration("refreshMarginMs", own("refreshMarginMs"), DEFAULTS.refreshMarginMs),
+    expiryBufferMs: duration("expiryBufferMs", own("expiryBufferMs"), DEFAULTS.expiryBufferMs),
+    refreshJitter: ratio("refreshJitter", own("refreshJitter"), DEFAULTS.refreshJitter),
+    defaultLifetimeMs: duration("defaultLifetimeMs", own("defaultLifetimeMs"), DEFAULTS.defaultLifetimeMs, 1),
+    maxLifetimeMs: duration("maxLifetimeMs", own("maxLifetimeMs"), DEFAULTS.maxLifetimeMs, 1),
+    httpClient: httpClient as AxiosInstance | undefined,
+    timeoutMs: duration("timeoutMs", own("timeoutMs"), DEFAULTS.timeoutMs, 1),
+    retry: {
+      attempts: integer("retry.attempts", ownRetry("attempts"), DEFAULTS.retry.attempts, 1, 10),
+      baseDelayMs: duration("retry.baseDelayMs", ownRetry("baseDelayMs"), DEFAULTS.retry.baseDelayMs),
+      maxDelayMs: duration("retry.maxDelayMs", ownRetry("maxDelayMs"), DEFAULTS.retry.maxDelayMs),
+      maxRetryAfterMs: duration("retry.maxRetryAfterMs", ownRetry("maxRetryAfterMs"), DEFAULTS.retry.maxRetryAfterMs),
+    },
+    allowedOrigins: normalizeOrigins(own("allowedOrigins"), allowInsecureHttp),
+    allowInsecureHttp,
+    replayStatuses: normalizeStatuses(own("replayStatuses")),
+    redactErrors: optionalBoolean("redactErrors", own("redactErrors")) ?? true,
+    onEvent: optionalFunction("onEvent", own("onEvent")) as Settings["onEvent"],
+  };
+}
+
+function resolveTokenUrl(tokenUrl: unknown, tenantId: unknown, authorityHost: unknown, allowInsecureHttp: boolean): string {
+  if ((tokenUrl === undefined) === (tenantId === undefined)) {
+    throw new InvalidOptionError('exactly one of "tokenUrl" and "tenantId" must be given');
+  }
+  if (tokenUrl !== undefined) {
+    return parseSecureUrl("tokenUrl", requiredString("tokenUrl", tokenUrl), allowInsecureHttp).href;
+  }
+  const tenant = requiredString("tenantId", tenantId);
+  if (!/^[A-Za-z0-9.-]+$/.test(tenant)) {
+    throw new InvalidOptionError('"tenantId" must be a tenant id or domain name (letters, digits, "." and "-")');
+  }
+  const host = parseSecureUrl("authorityHost", optionalString("authorityHost", authorityHost) ?? DEFAULTS.authorityHost, allowInsecureHttp);
+  return new URL(`${tenant}/oauth2/v2.0/token`, host.href.endsWith("/") ? host.href : `${host.href}/`).href;
+}
+
+function normalizeCredential(secret: unknown, assertion: unknown, method: unknown): Settings["credential"] {
+  if ((secret === undefined) === (assertion === undefined)) {
+    throw new InvalidOptionError('exactly one of "clientSecret" and "clientAssertion" must be given');
+  }
+  if (assertion !== undefined) {
+    if (method !== undefined) {
+      throw new InvalidOptionError('"clientAuthMethod" applies to "clientSecret" only');
+    }
+    if (typeof assertion === "function") {
+      return { kind: "assertion", assertion: assertion as () => string | Promise<string> };
+    }
+    const value = requiredString("clientAssertion", assertion);
+    return { kind: "assertion", assertion: () => value };
+  }
+  if (method !== undefined && method !== "client_secret_post" && method !== "client_secret_basic") {
+    throw new InvalidOptionError('"clientAuthMethod" must be "client_secret_post" or "client_secret_basic"');
+  }
+  return {
+    kind: "secret",
+    secret: requiredString("clientSecret", secret),
+    method: (method as ClientAuthMethod | undefined) ?? DEFAULTS.clientAuthMethod,
+  };
+}
+
+function normalizeScope(value: unknown): string | undefined {
+  if (value === undefined) return undefined;
+  const parts = typeof value === "string" ? [value] : Array.isArray(value) ? (value as unknown[]) : undefined;
+  if (parts === undefined || parts.some((part) => typeof part !== "string")) {
+    throw new InvalidOptionError('"scope" must be a string or an array of strings', "ERR_INVALID_ARG_TYPE");
+  }
+  const joined = (parts as string[]).map((part) => part.trim()).filter(Boolean).join(" ");
+  return joined === "" ? undefined : joined;
+}
+
+const RESERVED_PARAMS = new Set(["grant_type", "client_id", "client_secret", "client_assertion", "client_assertion_type", "scope"]);
+
+function normalizeExtraParams(value: unknown): Readonly<Record<string, string>> {
+  if (value === undefined) return {};
+  if (value === null || typeof value !== "object" || Array.isArray(value)) {
+    throw new InvalidOptionError('"extraParams" must be an object of strings', "ERR_INVALID_ARG_TYPE");
+  }
+  const params: Record<string, string> = Object.create(null) as Record<string, string>;
+  for (const key of Object.keys(value)) {
+    const param = (value as Record<string, unknown>)[key];
+    if (typeof param !== "string") {
+      throw new InvalidOptionError(`"extraParams.${key}" must be a string`, "ERR_INVALID_ARG_TYPE");
+    }
+    if (RESERVED_PARAMS.has(key)) {
+      throw new InvalidOptionError(`"extraParams.${key}" is set by the library; use the matching option instead`);
+    }
+    params[key] = param;
+  }
+  return Object.freeze(params);
+}
+
+function normalizeOrigins(value: unknown, allowInsecureHttp: boolean): ReadonlySet<string> | undefined {
+  if (value === undefined) return undefined;
+  if (!Array.isArray(value) || value.length === 0) {
+    throw new InvalidOptionError('"allowedOrigins" must be a non-empty array of origins', "ERR_INVALID_ARG_TYPE");
+  }
+  const origins = new Set<string>();
+  for (const [index, entry] of (value as unknown[]).entries()) {
+    const name = `allowedOrigins[${index}]`;
+    const url = parseSecureUrl(name, requiredString(name, entry), allowInsecureHttp);
+    if ((url.pathname !== "/" && url.pathname !== "") || url.search !== "") {
+      throw new InvalidOptionError(`"${name}" must be an origin (scheme, host, port) without a path`);
+    }
+    origins.add(url.origin);
+  }
+  return origins;
+}
+
+function normalizeStatuses(value: unknown): ReadonlySet<number> {
+  if (value === undefined) return new Set(DEFAULTS.replayStatuses);
+  if (!Array.isArray(value) || !value.every((s) => Number.isInteger(s) && (s as number) >= 400 && (s as number) <= 499)) {
+    throw new InvalidOptionError('"replayStatuses" must be an array of 4xx status codes');
+  }
+  return new Set(value as number[]);
+}
+
+/** The store key: what makes two configurations interchangeable. Scopes are a set, so they are sorted. */
+function defaultCacheKey(tokenUrl: string, clientId: string, scope: string | undefined, extraParams: Readonly<Record<string, string>>): string {
+  const scopes = scope === undefined ? [] : scope.split(" ").sort();
+  const params = Object.keys(extraParams).sort().map((key) => [key, extraParams[key]]);
+  return `axios-token-refresh:${JSON.stringify([tokenUrl, clientId, scopes, params])}`;
+}
+
+function isTokenStore(value: unknown): value is TokenStore {
+  if (value === null || typeof value !== "object") return false;
+  const store = value as Record<string, unknown>;
+  return typeof store.get === "function" && typeof store.set === "function" && typeof store.delete === "function";
+}
+
+function requiredString(name: string, value: unknown): string {
+  if (typeof value !== "string" || value.trim() === "") {
+    throw new InvalidOptionError(`"${name}" must be a non-empty string`, typeof value === "string" ? "ERR_INVALID_ARG_VALUE" : "ERR_INVALID_ARG_TYPE");
+  }
+  return value;
+}
+
+function optionalString(name: string, value: unknown): string | undefined {
+  return value === undefined ? undefined : requiredString(name, value);
+}
+
+function optionalBoolean(name: string, value: unknown): boolean | undefined {
+  if (value === undefined || typeof value === "boolean") return value;
+  throw new InvalidOptionError(`"${name}" must be a boolean`, "ERR_INVALID_ARG_TYPE");
+}
+
+function optionalFunction(name: string, value: unknown): unknown {
+  if (value === undefined || typeof value === "function") return value;
+  throw new InvalidOptionError(`"${name}" must be a function`, "ERR_INVALID_ARG_TYPE");
+}
+
+const MAX_TIMER_MS = 2 ** 31 - 1; // Node runs longer timer delays after 1 ms (EXP-9)
+
+function duration(name: string, value: unknown, fallback: number, min = 0): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== "number" || !Number.isFinite(value) || value < min || value > MAX_TIMER_MS) {
+    throw new InvalidOptionError(`"${name}" must be a number of milliseconds from ${min} to ${MAX_TIMER_MS}`);
+  }
+  return value;
+}
+
+function integer(name: string, value: unknown, fallback: number, min: number, max: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > max) {
+    throw new InvalidOptionError(`"${name}" must be an integer from ${min} to ${max}`);
+  }
+  return value;
+}
+
+function ratio(name: string, value: unknown, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== "number" || !Number.isFinite(value) || value < 0 || value > 1) {
+    throw new InvalidOptionError(`"${name}" must be a number from 0 to 1`);
+  }
+  return value;
+}

@@ -1,0 +1,154 @@
+/**
+ * Where the token may go. The final URL is worked out as axios's adapter will (buildFullPath:
+ * an absolute or protocol-relative `url` overrides `baseURL`, CVE-2025-27152), parsed with
+ * WHATWG `URL`, and its exact origin compared with the allowed set: no prefix or substring
+ * tests (ORG-1, ORG-2). Redirects to other origins lose the header (ORG-4).
+ */
+import { TokenRefreshError } from "./errors.js";
+import { isLoopbackHost } from "./options.js";
+
+/** The request fields that decide where it goes. */
+export interface RequestTarget {
+  url?: unknown;
+  baseURL?: unknown;
+  allowAbsoluteUrls?: unknown;
+}
+
+/** The `beforeRedirect` shape of axios's Node adapter (follow-redirects). */
+export type RedirectHook = (options: Record<string, unknown>, responseDetails: { headers: Record<string, string>; statusCode: number }) => void;
+
+/** Origins a token may go to, with the redirect hook that enforces them. */
+export interface AllowedOrigins {
+  readonly origins: ReadonlySet<string>;
+  readonly stripOnRedirect: RedirectHook;
+}
+
+const ABSOLUTE_URL = /^([a-z][a-z\d+\-.]*:)?\/\//i; // axios helpers/isAbsoluteURL
+const MAX_MEMO = 64;
+
+/** Decides, per request, whether the token may be attached. */
+export class OriginPolicy {
+  readonly #configured: AllowedOrigins | undefined;
+  readonly #allowInsecureHttp: boolean;
+  /** baseURL → its origin and default allowed set; a service uses a handful of base URLs. */
+  readonly #byBaseURL = new Map<string, { origin: string | undefined; allowed: AllowedOrigins | Error }>();
+
+  constructor(configured: ReadonlySet<string> | undefined, allowInsecureHttp: boolean) {
+    this.#configured = configured === undefined ? undefined : allowedOrigins(configured);
+    this.#allowInsecureHttp = allowInsecureHttp;
+  }
+
+  /** Whether a list of origins was configured (otherwise each request's `baseURL` decides). */
+  get configured(): boolean {
+    return this.#configured !== undefined;
+  }
+
+  /**
+   * Returns the allowed origins when the request may carry the token, `undefined` when it must go
+   * without. Throws when nothing says which origins are allowed.
+   */
+  allowedFor(target: RequestTarget): AllowedOrigins | undefined {
+    const base = typeof target.baseURL === "string" && target.baseURL !== "" ? this.#base(target.baseURL) : undefined;
+    const allowed = this.#configured ?? base?.allowed;
+    if (allowed === undefined) {
+      throw new TokenRefreshError(
+        'no origin is allowed to receive the token: give the axios instance a "baseURL" or list "allowedOrigins"',
+        "ERR_ORIGIN_NOT_CONFIGURED",
+      );
+    }
+    if (allowed instanceof Error) throw allowed;
+
+    const url = target.url === undefined || target.url === null ? "" : String(target.url);
+    if (!ABSOLUTE_URL.test(url)) {
+      // Joined to baseURL with a "/", so the origin is baseURL's whatever the url says.
+      if (base !== undefined) return base.origin !== undefined && allowed.origins.has(base.origin) ? allowed : undefined;
+      return allowed.origins.has(originOf(url, pageOrigin()) ?? "") ? allowed : undefined;
+    }
+    // An absolute url is judged as absolute even when allowAbsoluteUrls is false (axios 1.8.0–1.8.1, ORG-1).
+    const origin = originOf(url, pageOrigin());
+    if (origin === undefined || !allowed.origins.has(origin)) return undefined;
+    if (target.allowAbsoluteUrls === false && base !== undefined && (base.origin === undefined || !allowed.origins.has(base.origin))) {
+      return undefined;
+    }
+    return allowed;
+  }
+
+  #base(baseURL: string): { origin: string | undefined; allowed: AllowedOrigins | Error } {
+    let memo = this.#byBaseURL.get(baseURL);
+    if (memo === undefined) {
+      const origin = originOf(baseURL, pageOrigin());
+      memo = { origin, allowed: this.#defaultFor(baseURL, origin) };
+      if (this.#byBaseURL.size >= MAX_MEMO) this.#byBaseURL.clear();
+      this.#byBaseURL.set(baseURL, memo);
+    }
+    return memo;
+  }
+
+  #defaultFor(baseURL: string, origin: string | undefined): AllowedOrigins | Error {
+    if (origin === undefined) {
+      return new TokenRefreshError(`"baseURL" is not an http(s) URL; list "allowedOrigins"`, "ERR_ORIGIN_NOT_CONFIGURED");
+    }
+    const { protocol, hostname } = new URL(origin);
+    if (protocol === "http:" && !this.#allowInsecureHttp && !isLoopbackHost(hostname)) {
+      return new TokenRefreshError(
+        `the token is only sent over https: (or to loopback hosts); "baseURL" ${JSON.stringify(stripQuery(baseURL))} is not (set "allowInsecureHttp: true" to override)`,
+        "ERR_ORIGIN_NOT_CONFIGURED",
+      );
+    }
+    return allowedOrigins(new Set([origin]));
+  }
+}
+
+/** Composes the user's own `beforeRedirect` with ours; ours runs last, so it has the final say. */
+export function composeRedirectHook(allowed: AllowedOrigins, userHook: unknown): RedirectHook {
+  if (typeof userHook !== "function" || userHook === allowed.stripOnRedirect) return allowed.stripOnRedirect;
+  const user = userHook as RedirectHook;
+  return (options, responseDetails) => {
+    user(options, responseDetails);
+    allowed.stripOnRedirect(options, responseDetails);
+  };
+}
+
+function allowedOrigins(origins: ReadonlySet<string>): AllowedOrigins {
+  return {
+    origins,
+    stripOnRedirect(options) {
+      const origin = redirectOrigin(options);
+      if (origin !== undefined && origins.has(origin)) return;
+      const headers = options.headers as Record<string, unknown> | undefined;
+      if (headers === undefined) return;
+      for (const name of Object.keys(headers)) {
+        if (name.toLowerCase() === "authorization") delete headers[name];
+      }
+    },
+  };
+}
+
+function redirectOrigin(options: Record<string, unknown>): string | undefined {
+  if (typeof options.href === "string") return originOf(options.href, undefined);
+  if (typeof options.protocol !== "string" || typeof options.hostname !== "string") return undefined;
+  const port = options.port === undefined || options.port === null || options.port === "" ? "" : `:${String(options.port)}`;
+  const host = options.hostname.includes(":") && !options.hostname.startsWith("[") ? `[${options.hostname}]` : options.hostname;
+  return originOf(`${options.protocol}//${host}${port}`, undefined);
+}
+
+/** The http(s) origin of `url` as WHATWG URL normalizes it, or undefined. */
+function originOf(url: string, base: string | undefined): string | undefined {
+  let parsed: URL;
+  try {
+    parsed = new URL(url, base);
+  } catch {
+    return undefined;
+  }
+  return parsed.protocol === "https:" || parsed.protocol === "http:" ? parsed.origin : undefined;
+}
+
+/** In browsers the adapter resolves relative URLs against the page; elsewhere there is no page. */
+function pageOrigin(): string | undefined {
+  const location = (globalThis as { location?: { origin?: unknown } }).location;
+  return typeof location?.origin === "string" ? location.origin : undefined;
+}
+
+function stripQuery(url: string): string {
+  return url.replace(/[?#].*$/, "");
+}

@@ -1,0 +1,115 @@
+import { Agent } from "node:http";
+import axios, { type AxiosInstance } from "axios";
+import { describe, expect, it } from "vitest";
+import { createTokenRefreshInterceptor, TokenRequestError, type TokenRefreshOptions } from "../src/index.js";
+import { defer } from "./helpers/defer.js";
+import { issueTokens, startResourceServer, startTokenServer, type Handler } from "./helpers/servers.js";
+
+const agent = new Agent({ keepAlive: true, maxSockets: 64 });
+
+async function setup(handler?: Handler, options: Partial<TokenRefreshOptions> = {}) {
+  const tokens = await startTokenServer(handler);
+  const resource = await startResourceServer();
+  const api: AxiosInstance = axios.create({ baseURL: `${resource.origin}/v1`, httpAgent: agent });
+  const auth = createTokenRefreshInterceptor({ tokenUrl: tokens.url, clientId: "c", clientSecret: "s", retry: { attempts: 1 }, ...options } as TokenRefreshOptions);
+  api.interceptors.request.use(auth);
+  return { tokens, resource, api, auth };
+}
+
+describe("request interceptor", () => {
+  it("1,000 concurrent requests on a cold cache: one token request, every request carries its token", async () => {
+    const gate = defer();
+    const { tokens, resource, api } = await setup(async (r, n) => (await gate.promise, issueTokens(r, n)));
+    const requests = Array.from({ length: 1000 }, (_, i) => api.get(`/items/${i}`));
+    setTimeout(gate.resolve, 20);
+    const responses = await Promise.all(requests);
+    expect(tokens.count).toBe(1);
+    expect(responses.every((r) => r.status === 200)).toBe(true);
+    expect(resource.requests).toHaveLength(1000);
+    expect(new Set(resource.authorizations)).toEqual(new Set(["Bearer token-1"]));
+  });
+
+  it("works as the issue's one-liner: instance.interceptors.request.use(auth), then get", async () => {
+    const { api, resource } = await setup();
+    const { data } = await api.get<{ authorization: string }>("/users");
+    expect(data.authorization).toBe("Bearer token-1");
+    expect(resource.requests[0]?.url).toBe("/v1/users");
+  });
+
+  it("never overwrites an Authorization the caller set on the request or the instance", async () => {
+    const { api, resource, tokens } = await setup();
+    await api.get("/a", { headers: { authorization: "Bearer mine" } });
+    api.defaults.headers.common.Authorization = "Bearer instance-wide";
+    await api.get("/b");
+    expect(resource.authorizations).toEqual(["Bearer mine", "Bearer instance-wide"]);
+    expect(tokens.count).toBe(0);
+  });
+
+  it("leaves config.auth (Basic) requests alone", async () => {
+    const { api, resource } = await setup();
+    await api.get("/a", { auth: { username: "u", password: "p" } });
+    expect(resource.authorizations[0]).toMatch(/^Basic /);
+  });
+
+  it("skips a request marked tokenRefresh.skip", async () => {
+    const { api, resource, tokens } = await setup();
+    await api.get("/public", { tokenRefresh: { skip: true } });
+    expect(resource.authorizations).toEqual([undefined]);
+    expect(tokens.count).toBe(0);
+  });
+
+  it("honours axios's runWhen", async () => {
+    const tokens = await startTokenServer();
+    const resource = await startResourceServer();
+    const api = axios.create({ baseURL: resource.origin });
+    const auth = createTokenRefreshInterceptor({ tokenUrl: tokens.url, clientId: "c", clientSecret: "s" });
+    api.interceptors.request.use(auth, undefined, { runWhen: (config) => !config.url?.startsWith("/public") });
+    await api.get("/public/x");
+    await api.get("/private");
+    expect(resource.authorizations).toEqual([undefined, "Bearer token-1"]);
+  });
+
+  it("never writes the token into instance or global defaults (CACHE-5)", async () => {
+    const { api } = await setup();
+    await api.get("/a");
+    expect(JSON.stringify(api.defaults.headers)).not.toContain("token-1");
+    expect(JSON.stringify(axios.defaults.headers)).not.toContain("token-1");
+  });
+
+  it("does not send the token to another origin named by an absolute URL (CVE-2025-27152)", async () => {
+    const { api, tokens } = await setup();
+    const other = await startResourceServer();
+    await api.get(`${other.origin}/steal`);
+    expect(other.authorizations).toEqual([undefined]);
+    expect(tokens.count).toBe(0);
+  });
+
+  it("surfaces a token-endpoint failure to the caller as a TokenRequestError", async () => {
+    const { api, resource } = await setup(() => ({ status: 401, body: { error: "invalid_client" } }));
+    const error = await api.get("/a").catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(TokenRequestError);
+    expect(error).toMatchObject({ code: "ERR_TOKEN_REQUEST", error: "invalid_client" });
+    expect(resource.requests).toHaveLength(0);
+  });
+
+  it("an aborted request rejects as an axios cancel while the shared fetch serves the others", async () => {
+    const gate = defer();
+    const { api, tokens, resource } = await setup(async (r, n) => (await gate.promise, issueTokens(r, n)));
+    const controller = new AbortController();
+    const cancelled = api.get("/a", { signal: controller.signal }).catch((e: unknown) => e);
+    const served = api.get("/b");
+    controller.abort();
+    expect(axios.isCancel(await cancelled)).toBe(true);
+    gate.resolve();
+    await served;
+    expect(tokens.count).toBe(1);
+    expect(resource.requests.map((r) => r.url)).toEqual(["/v1/b"]);
+  });
+
+  it("requests without baseURL or allowedOrigins fail with a clear error", async () => {
+    const tokens = await startTokenServer();
+    const api = axios.create();
+    api.interceptors.request.use(createTokenRefreshInterceptor({ tokenUrl: tokens.url, clientId: "c", clientSecret: "s" }));
+    await expect(api.get("http://127.0.0.1:1/x")).rejects.toMatchObject({ code: "ERR_ORIGIN_NOT_CONFIGURED" });
+  });
+});

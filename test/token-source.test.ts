@@ -1,0 +1,245 @@
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { createTokenRefreshInterceptor, InMemoryTokenStore, type StoredToken, type TokenRefreshOptions, type TokenStore } from "../src/index.js";
+import { defer } from "./helpers/defer.js";
+import { issueTokens, startTokenServer, type Handler } from "./helpers/servers.js";
+
+const T0 = Date.UTC(2026, 10, 27, 12);
+
+async function setup(handler?: Handler, options: Partial<TokenRefreshOptions> = {}) {
+  const server = await startTokenServer(handler);
+  const auth = createTokenRefreshInterceptor({
+    tokenUrl: server.url,
+    clientId: "c",
+    clientSecret: "s",
+    refreshJitter: 0,
+    retry: { attempts: 1 },
+    ...options,
+  } as TokenRefreshOptions);
+  return { server, auth };
+}
+
+/**
+ * Lets a background refresh reach the server and settle. Polls with real timers: vi.waitFor
+ * would advance the faked Date on every check.
+ */
+async function settle(server: { count: number }, count: number) {
+  for (let i = 0; i < 200 && server.count < count; i += 1) await new Promise((resolve) => setTimeout(resolve, 5));
+  expect(server.count).toBe(count);
+  await new Promise((resolve) => setTimeout(resolve, 20));
+}
+
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+describe("single flight (SF-1, SF-2)", () => {
+  it("1,000 concurrent callers on a cold cache cause exactly one token request and share its token", async () => {
+    const gate = defer();
+    const { server, auth } = await setup(async (r, n) => (await gate.promise, issueTokens(r, n)));
+    const calls = Array.from({ length: 1000 }, () => auth.getAccessToken());
+    gate.resolve();
+    const tokens = await Promise.all(calls);
+    expect(new Set(tokens)).toEqual(new Set(["token-1"]));
+    expect(server.count).toBe(1);
+  });
+
+  it("a failed request is never cached: the next call tries again", async () => {
+    const { server, auth } = await setup((r, n) => (n === 1 ? { status: 500, body: { error: "server_error" } } : issueTokens(r, n)));
+    await expect(auth.getAccessToken()).rejects.toMatchObject({ code: "ERR_TOKEN_REQUEST", status: 500 });
+    await expect(auth.getAccessToken()).resolves.toBe("token-2");
+    expect(server.count).toBe(2);
+  });
+
+  it("every waiter of a failed refresh is rejected, none hangs (SF-6)", async () => {
+    const { auth } = await setup(() => ({ status: 400, body: { error: "invalid_client" } }));
+    const results = await Promise.allSettled(Array.from({ length: 50 }, () => auth.getAccessToken()));
+    expect(results.every((r) => r.status === "rejected")).toBe(true);
+  });
+
+  it("invalidate() during a fetch keeps that fetch's token out of the cache (SF-4)", async () => {
+    const gate = defer();
+    const { server, auth } = await setup(async (r, n) => (n === 1 && (await gate.promise), issueTokens(r, n)));
+    const first = auth.getAccessToken();
+    await vi.waitFor(() => expect(server.count).toBe(1));
+    await auth.invalidate();
+    gate.resolve();
+    await expect(first).resolves.toBe("token-1");
+    await expect(auth.getAccessToken()).resolves.toBe("token-2");
+    await expect(auth.getAccessToken()).resolves.toBe("token-2");
+    expect(server.count).toBe(2);
+  });
+
+  it("forceRefresh fetches a new token and caches it", async () => {
+    const { server, auth } = await setup();
+    await auth.getAccessToken();
+    await expect(auth.getAccessToken({ forceRefresh: true })).resolves.toBe("token-2");
+    await expect(auth.getAccessToken()).resolves.toBe("token-2");
+    expect(server.count).toBe(2);
+  });
+});
+
+describe("expiry and refresh timing (EXP-7, SF-3, ERR-4)", () => {
+  it("reuses the token until the margin, then serves it while one background refresh runs", async () => {
+    vi.useFakeTimers({ toFake: ["Date"] });
+    vi.setSystemTime(T0);
+    const { server, auth } = await setup();
+    await auth.getAccessToken();
+    vi.setSystemTime(T0 + 3_300_000 - 1);
+    await expect(auth.getAccessToken()).resolves.toBe("token-1");
+    expect(server.count).toBe(1);
+    vi.setSystemTime(T0 + 3_300_000);
+    const during = await Promise.all(Array.from({ length: 20 }, () => auth.getAccessToken()));
+    expect(new Set(during)).toEqual(new Set(["token-1"])); // nobody waited
+    await settle(server, 2);
+    await expect(auth.getAccessToken()).resolves.toBe("token-2");
+    expect(server.count).toBe(2);
+  });
+
+  it("past the hard buffer callers wait for the new token", async () => {
+    vi.useFakeTimers({ toFake: ["Date"] });
+    vi.setSystemTime(T0);
+    const { server, auth } = await setup();
+    await auth.getAccessToken();
+    vi.setSystemTime(T0 + 3_570_000);
+    await expect(auth.getAccessToken()).resolves.toBe("token-2");
+    expect(server.count).toBe(2);
+  });
+
+  it("a failing background refresh keeps serving the cached token, backs off, and fails only past the hard buffer", async () => {
+    vi.useFakeTimers({ toFake: ["Date"] });
+    vi.setSystemTime(T0);
+    const { server, auth } = await setup((r, n) => (n === 1 ? issueTokens(r, n) : { status: 503, body: { error: "temporarily_unavailable" } }));
+    await auth.getAccessToken();
+    vi.setSystemTime(T0 + 3_300_000);
+    await expect(auth.getAccessToken()).resolves.toBe("token-1");
+    await settle(server, 2);
+    for (let i = 0; i < 50; i += 1) await expect(auth.getAccessToken()).resolves.toBe("token-1");
+    expect(server.count).toBe(2); // no refresh per request while backing off
+    vi.setSystemTime(T0 + 3_300_000 + 30_000);
+    await auth.getAccessToken();
+    await settle(server, 3);
+    vi.setSystemTime(T0 + 3_570_000);
+    await expect(auth.getAccessToken()).rejects.toMatchObject({ code: "ERR_TOKEN_REQUEST", status: 503 });
+  });
+
+  it("an 8-second token is still served from the cache 6.8 s after issue while its refresh fails", async () => {
+    vi.useFakeTimers({ toFake: ["Date"] });
+    vi.setSystemTime(T0);
+    const { auth } = await setup((_r, n) =>
+      n === 1 ? { body: { access_token: "short", expires_in: 8 } } : { status: 500, body: { error: "server_error" } },
+    );
+    await auth.getAccessToken();
+    vi.setSystemTime(T0 + 6_800);
+    await expect(auth.getAccessToken()).resolves.toBe("short");
+  });
+
+  it("a token whose exp is already past (clock ahead) is cached by expires_in, not refetched per request (F9)", async () => {
+    const { unsignedJwt } = await import("./helpers/jwt.js");
+    const stale = unsignedJwt({ exp: Math.floor(Date.now() / 1000) - 3600 });
+    const { server, auth } = await setup(() => ({ body: { access_token: stale, expires_in: 3600 } }));
+    for (let i = 0; i < 100; i += 1) await auth.getAccessToken();
+    expect(server.count).toBe(1);
+  });
+});
+
+describe("invalidate(rejectedToken) is compare-and-delete (SF-8)", () => {
+  it("drops the cached token only if it is the rejected one", async () => {
+    const { server, auth } = await setup();
+    await auth.getAccessToken();
+    await auth.invalidate("some-older-token");
+    await expect(auth.getAccessToken()).resolves.toBe("token-1");
+    await auth.invalidate("token-1");
+    await expect(auth.getAccessToken()).resolves.toBe("token-2");
+    await auth.invalidate("token-1"); // late caller: must not evict token-2
+    await expect(auth.getAccessToken()).resolves.toBe("token-2");
+    expect(server.count).toBe(2);
+  });
+});
+
+describe("stores (CACHE-2, CACHE-4)", () => {
+  it("works with an async store and writes what it fetched", async () => {
+    const map = new Map<string, StoredToken>();
+    const store: TokenStore = {
+      get: async (key) => map.get(key),
+      set: async (key, token) => void map.set(key, token),
+      delete: async (key) => void map.delete(key),
+    };
+    const { server, auth } = await setup(undefined, { store, cacheKey: "k" });
+    await Promise.all(Array.from({ length: 10 }, () => auth.getAccessToken()));
+    await auth.getAccessToken();
+    expect(server.count).toBe(1);
+    expect(map.get("k")?.accessToken).toBe("token-1");
+  });
+
+  it.each([
+    ["throws", () => { throw new Error("store down"); }],
+    ["rejects", () => Promise.reject(new Error("store down"))],
+    ["returns garbage", () => ({ accessToken: 42, expiresAt: "soon" })],
+    ["returns a NaN expiry", () => ({ accessToken: "x", expiresAt: Number.NaN, refreshAt: 0, obtainedAt: 0 })],
+  ])("a store that %s is a miss, never a failed request", async (_name, get) => {
+    const store = { get, set: () => { throw new Error("store down"); }, delete: () => undefined } as unknown as TokenStore;
+    const { server, auth } = await setup(undefined, { store });
+    await expect(auth.getAccessToken()).resolves.toBe("token-1");
+    const broken = _name === "throws" || _name === "rejects";
+    // A store that fails falls back to the token held in memory; a malformed entry is simply a miss.
+    await expect(auth.getAccessToken()).resolves.toBe(broken ? "token-1" : "token-2");
+    expect(server.count).toBe(broken ? 1 : 2);
+  });
+
+  it("InMemoryTokenStore keeps at most maxEntries keys, evicting the least recently used", () => {
+    const store = new InMemoryTokenStore({ maxEntries: 2 });
+    const token = (accessToken: string): StoredToken => ({ accessToken, expiresAt: Date.now() + 60_000, refreshAt: Date.now() + 30_000, obtainedAt: Date.now() });
+    store.set("a", token("A"));
+    store.set("b", token("B"));
+    store.get("a");
+    store.set("c", token("C"));
+    expect(store.size).toBe(2);
+    expect(store.get("b")).toBeUndefined();
+    expect(store.get("a")?.accessToken).toBe("A");
+  });
+
+  it("InMemoryTokenStore drops expired entries", () => {
+    const store = new InMemoryTokenStore();
+    store.set("a", { accessToken: "A", expiresAt: Date.now() - 1, refreshAt: 0, obtainedAt: 0 });
+    expect(store.get("a")).toBeUndefined();
+    expect(store.size).toBe(0);
+  });
+
+  it("two interceptors sharing a store with different scopes never see each other's token (CACHE-1, F17)", async () => {
+    const store = new InMemoryTokenStore();
+    const server = await startTokenServer((r, n) => ({ body: { access_token: `${new URLSearchParams(r.body).get("scope")}-${n}` } }));
+    const make = (scope: string) => createTokenRefreshInterceptor({ tokenUrl: server.url, clientId: "c", clientSecret: "s", scope, store });
+    await expect(make("a").getAccessToken()).resolves.toBe("a-1");
+    await expect(make("b").getAccessToken()).resolves.toBe("b-2");
+    await expect(make("a").getAccessToken()).resolves.toBe("a-1");
+  });
+});
+
+describe("abort and dispose (SF-5, F7)", () => {
+  it("one caller's abort stops only that caller; the shared fetch goes on and is cached", async () => {
+    const gate = defer();
+    const { server, auth } = await setup(async (r, n) => (await gate.promise, issueTokens(r, n)));
+    const controller = new AbortController();
+    const aborted = auth.getAccessToken({ signal: controller.signal });
+    const other = auth.getAccessToken();
+    controller.abort();
+    await expect(aborted).rejects.toMatchObject({ code: "ERR_TOKEN_ABORTED" });
+    gate.resolve();
+    await expect(other).resolves.toBe("token-1");
+    await expect(auth.getAccessToken()).resolves.toBe("token-1");
+    expect(server.count).toBe(1);
+  });
+
+  it("after dispose() calls fail with ERR_DISPOSED and an in-flight fetch is not stored", async () => {
+    const gate = defer();
+    const store = new InMemoryTokenStore();
+    const { server, auth } = await setup(async (r, n) => (await gate.promise, issueTokens(r, n)), { store, cacheKey: "k" });
+    const inflight = auth.getAccessToken();
+    await vi.waitFor(() => expect(server.count).toBe(1));
+    auth.dispose();
+    gate.resolve();
+    await inflight.catch(() => undefined);
+    expect(store.get("k")).toBeUndefined();
+    await expect(auth.getAccessToken()).rejects.toMatchObject({ code: "ERR_DISPOSED" });
+  });
+});
