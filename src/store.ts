@@ -27,6 +27,14 @@ export interface TokenStore {
   set(key: string, token: StoredToken): void | Promise<void>;
   /** Removes what is stored under `key`. */
   delete(key: string): void | Promise<void>;
+  /**
+   * Optional cross-process refresh lock, so one process of a fleet fetches while the others wait for
+   * the stored result. Returns a lock id when acquired, `undefined` when another holder has it. The
+   * lock must expire by itself after `ttlMs`, so a holder that dies cannot block the others.
+   */
+  acquireRefreshLock?(key: string, ttlMs: number): string | undefined | Promise<string | undefined>;
+  /** Releases the lock only if `lockId` still holds it (compare-and-delete). */
+  releaseRefreshLock?(key: string, lockId: string): void | Promise<void>;
 }
 
 /** Options of {@link InMemoryTokenStore}. */

@@ -10,6 +10,8 @@
  * - `invalidate()` bumps a generation: a refresh started before it never writes to the store (SF-4).
  * - A caller's AbortSignal only stops that caller waiting; the shared refresh goes on (SF-5).
  * - While the endpoint's `Retry-After` runs, callers fail fast unless a cached token can serve them.
+ * - With a store that offers a refresh lock, one process of a fleet fetches; the others wait for what
+ *   it stores, and fetch themselves only if nothing arrives in time or the store fails.
  */
 import type { AxiosInstance } from "axios";
 import { requestToken } from "./client-credentials.js";
@@ -52,7 +54,7 @@ export class TokenSource {
   /** Returns a usable token: synchronously when the store answered synchronously with one, else a promise. */
   token(options: GetTokenOptions = {}): string | Promise<string> {
     if (this.#lifetime.signal.aborted) return Promise.reject(disposedError());
-    if (options.forceRefresh === true) return this.#wait(this.#refresh(false), options.signal);
+    if (options.forceRefresh === true) return this.#wait(this.#refresh(false, this.#fallback), options.signal);
     const entry = this.#read();
     if (entry instanceof Promise) return entry.then((value) => this.#serve(value, options.signal));
     return this.#serve(entry, options.signal);
@@ -102,25 +104,25 @@ export class TokenSource {
       if (entry !== undefined && at < entry.expiresAt) return entry.accessToken;
       return Promise.reject(throttledError(this.#throttledUntil - at));
     }
-    return this.#wait(this.#refresh(false), signal);
+    return this.#wait(this.#refresh(false, entry), signal);
   }
 
   #refreshInBackground(at: number, entry: StoredToken): void {
     if (this.#inflight !== undefined || at < this.#nextBackgroundAt || at < this.#throttledUntil) return;
-    this.#refresh(true).catch(() => {
+    this.#refresh(true, entry).catch(() => {
       const lifetime = entry.expiresAt - entry.obtainedAt;
       this.#nextBackgroundAt = now() + Math.min(BACKGROUND_RETRY_MS, lifetime / 10);
     });
   }
 
-  /** Joins the refresh in flight, or starts the one refresh everybody shares. */
-  #refresh(background: boolean): Promise<string> {
+  /** Joins the refresh in flight, or starts the one refresh everybody shares; `replacing` is the token it supersedes. */
+  #refresh(background: boolean, replacing: StoredToken | undefined): Promise<string> {
     if (this.#inflight !== undefined) return this.#inflight;
     const generation = this.#generation;
     const startedAt = now();
-    const refresh: Promise<string> = this.#acquire()
+    const refresh: Promise<string> = this.#acquire(generation, replacing?.accessToken)
       .then(
-        async (entry) => {
+        (entry) => {
           this.#throttledUntil = 0;
           this.#nextBackgroundAt = 0;
           emit(this.#settings.onEvent, {
@@ -129,7 +131,6 @@ export class TokenSource {
             expiresAt: entry.expiresAt,
             background,
           });
-          if (generation === this.#generation && !this.disposed) await this.#write(entry);
           return entry.accessToken;
         },
         (error: unknown) => {
@@ -146,53 +147,100 @@ export class TokenSource {
     return refresh;
   }
 
-  /** Fetches a token within the time budget, retrying transient failures (ERR-2, ERR-3). */
-  async #acquire(): Promise<StoredToken> {
-    const { timeoutMs, retry } = this.#settings;
+  /** Gets a new token within the time budget and stores it, unless an invalidation or dispose superseded it. */
+  async #acquire(generation: number, replacing: string | undefined): Promise<StoredToken> {
+    const { timeoutMs } = this.#settings;
     const deadline = now() + timeoutMs;
     const budget = new AbortController();
     const timer = setTimeout(() => budget.abort(timeoutError(timeoutMs)), timeoutMs);
     unrefTimer(timer);
-    // Backoff waits end on dispose too; a request on the wire is left to finish.
+    // Waits end on dispose too; a request already on the wire is left to finish.
     const waits = AbortSignal.any([budget.signal, this.#lifetime.signal]);
+    const fetchAndStore = async (): Promise<StoredToken> => {
+      const entry = await this.#fetch(deadline, budget.signal, waits);
+      if (generation === this.#generation && !this.disposed) await this.#write(entry);
+      return entry;
+    };
     try {
-      for (let attempt = 1; ; attempt += 1) {
-        if (this.disposed) throw disposedError();
-        const sentAt = now();
-        let failure: unknown;
-        try {
-          const response = await requestToken(this.#client, this.#settings, {
-            timeoutMs: deadline - sentAt,
-            signal: budget.signal,
-          });
-          return resolveToken(
-            { accessToken: response.access_token, expiresIn: response.expires_in, refreshIn: response.refresh_in },
-            sentAt,
-            this.#settings,
-          );
-        } catch (error) {
-          failure = budget.signal.aborted ? (budget.signal.reason as unknown) : error;
-        }
-        const retryAfterMs =
-          failure instanceof TokenRequestError && failure.retryAfterMs !== undefined
-            ? Math.min(failure.retryAfterMs, retry.maxRetryAfterMs)
-            : undefined;
-        if (retryAfterMs !== undefined) this.#throttle(retryAfterMs);
-        if (attempt >= retry.attempts || !isTransient(failure) || this.disposed) throw failure;
-        const delayMs = retryAfterMs ?? backoffDelay(attempt, retry.baseDelayMs, retry.maxDelayMs);
-        if (now() + delayMs >= deadline) {
-          throw retryAfterMs === undefined ? failure : throttledError(retryAfterMs, failure as TokenRequestError);
-        }
-        emit(this.#settings.onEvent, {
-          type: "request_retried",
-          attempt,
-          delayMs,
-          code: (failure as TokenRequestError).code,
-        });
-        await sleep(delayMs, waits);
-      }
+      const shared = await this.#underSharedLock(deadline, waits, replacing, fetchAndStore);
+      return shared ?? (await fetchAndStore());
     } finally {
       clearTimeout(timer);
+    }
+  }
+
+  /**
+   * With a store that offers a refresh lock: fetch while holding it, or wait for the holder's token.
+   * Returns undefined when there is no lock, the store fails, or nothing arrived in time: the caller
+   * then fetches by itself rather than hang.
+   */
+  async #underSharedLock(
+    deadline: number,
+    waits: AbortSignal,
+    replacing: string | undefined,
+    fetchAndStore: () => Promise<StoredToken>,
+  ): Promise<StoredToken | undefined> {
+    const { store, cacheKey, timeoutMs, expiryBufferMs } = this.#settings;
+    if (typeof store.acquireRefreshLock !== "function" || typeof store.releaseRefreshLock !== "function") return undefined;
+    // Keep part of the budget for fetching ourselves if the holder never delivers.
+    const waitUntil = deadline - Math.min(timeoutMs / 4, 2_000);
+    const arrived = async (): Promise<StoredToken | undefined> => {
+      const entry = await this.#read();
+      return entry !== undefined && entry.accessToken !== replacing && freshness(entry, now(), expiryBufferMs) !== "expired"
+        ? entry
+        : undefined;
+    };
+    for (let delayMs = 25; now() < waitUntil; delayMs = Math.min(delayMs * 2, 500)) {
+      let lockId: string | undefined;
+      try {
+        lockId = await store.acquireRefreshLock(cacheKey, timeoutMs);
+      } catch {
+        return undefined;
+      }
+      if (typeof lockId === "string") {
+        try {
+          // Another process may have stored a token between our read and our lock.
+          return (await arrived()) ?? (await fetchAndStore());
+        } finally {
+          await Promise.resolve(store.releaseRefreshLock(cacheKey, lockId)).catch(noop);
+        }
+      }
+      const entry = await arrived();
+      if (entry !== undefined) return entry;
+      await sleep(Math.min(delayMs, Math.max(0, waitUntil - now())), waits);
+    }
+    return undefined;
+  }
+
+  /** One token from the endpoint, retrying transient failures within the budget (ERR-2, ERR-3). */
+  async #fetch(deadline: number, budget: AbortSignal, waits: AbortSignal): Promise<StoredToken> {
+    const { retry } = this.#settings;
+    for (let attempt = 1; ; attempt += 1) {
+      if (this.disposed) throw disposedError();
+      const sentAt = now();
+      let failure: unknown;
+      try {
+        const response = await requestToken(this.#client, this.#settings, { timeoutMs: deadline - sentAt, signal: budget });
+        return resolveToken(
+          { accessToken: response.access_token, expiresIn: response.expires_in, refreshIn: response.refresh_in },
+          sentAt,
+          this.#settings,
+        );
+      } catch (error) {
+        failure = budget.aborted ? (budget.reason as unknown) : error;
+      }
+      const retryAfterMs =
+        failure instanceof TokenRequestError && failure.retryAfterMs !== undefined
+          ? Math.min(failure.retryAfterMs, retry.maxRetryAfterMs)
+          : undefined;
+      if (retryAfterMs !== undefined) this.#throttle(retryAfterMs);
+      if (attempt >= retry.attempts || !isTransient(failure) || this.disposed) throw failure;
+      const delayMs = retryAfterMs ?? backoffDelay(attempt, retry.baseDelayMs, retry.maxDelayMs);
+      if (now() + delayMs >= deadline) {
+        throw retryAfterMs === undefined ? failure : throttledError(retryAfterMs, failure as TokenRequestError);
+      }
+      emit(this.#settings.onEvent, { type: "request_retried", attempt, delayMs, code: (failure as TokenRequestError).code });
+      await sleep(delayMs, waits);
     }
   }
 
