@@ -85,6 +85,7 @@ before = tokenRequests;
 ok = await burst(200);
 line("2. after the token expired:", `${ok}/200 served, ${tokenRequests - before} token request (a new token)`);
 
+await sleep(300); // the token has been in use a while (a token seconds old is not dropped on a 401)
 const current = await auth.getAccessToken();
 revoked.add(current);
 before = tokenRequests;

@@ -7,7 +7,7 @@ import axios, { AxiosHeaders, CanceledError, type AxiosError, type AxiosInstance
 import { InvalidOptionError, TokenRefreshError } from "./errors.js";
 import { emit } from "./events.js";
 import { normalizeOptions, type TokenRefreshOptions } from "./options.js";
-import { composeRedirectHook, OriginPolicy, type AllowedOrigins } from "./origin.js";
+import { composeRedirectHook, OriginPolicy, userRedirectHook, type AllowedOrigins } from "./origin.js";
 import { disposedError, TokenSource, type GetTokenOptions } from "./token-source.js";
 
 /** Per-request options, set as `config.tokenRefresh` on an axios request. */
@@ -54,6 +54,8 @@ export interface TokenRefreshInterceptor {
 }
 
 const REDACTED = "Bearer [redacted]";
+/** A token younger than this (at most a tenth of its lifetime) is not dropped on a 401 (401-4). */
+const REPLAY_MIN_TOKEN_AGE_MS = 5_000;
 
 /**
  * Returns a request interceptor that keeps an OAuth 2.0 client-credentials token cached,
@@ -122,13 +124,20 @@ export function createTokenRefreshInterceptor(options: TokenRefreshOptions): Tok
       !source.disposed
     ) {
       // Compare-and-delete: 50 concurrent 401s for one token drop it once and share one refresh;
-      // a 401 for a token already replaced drops nothing and replays with the newer one.
-      const invalidated = await source.invalidate(sent);
-      emit(settings.onEvent, { type: "unauthorized_replayed", status, invalidated });
+      // a 401 for a token already replaced drops nothing and replays with the newer one; a 401 for
+      // a token we fetched seconds ago is not about the token, so it goes to the caller as it is.
+      const outcome = await source.invalidate(sent, REPLAY_MIN_TOKEN_AGE_MS);
+      if (outcome === "too-fresh") throw settings.redactErrors ? redactError(error, sent) : error;
+      emit(settings.onEvent, { type: "unauthorized_replayed", status, invalidated: outcome === "dropped" });
       const headers = new AxiosHeaders(config.headers);
       headers.delete("Authorization");
-      // Through instance.request, so the caller's other interceptors see the replay as any request.
-      return instance.request({ ...config, headers, tokenRefresh: { ...perRequest, replayed: true } });
+      // Through instance.request, so the caller's other interceptors see the replay as any request;
+      // our header and redirect hook come off first, so the replay is the caller's request again.
+      const replay: InternalAxiosRequestConfig = { ...config, headers, tokenRefresh: { ...perRequest, replayed: true } };
+      const userHook = userRedirectHook(config.beforeRedirect);
+      if (userHook === undefined) delete replay.beforeRedirect;
+      else replay.beforeRedirect = userHook;
+      return instance.request(replay);
     }
     throw settings.redactErrors ? redactError(error, sent) : error;
   };

@@ -15,7 +15,11 @@ export interface RequestTarget {
 }
 
 /** The `beforeRedirect` shape of axios's Node adapter (follow-redirects). */
-export type RedirectHook = (options: Record<string, unknown>, responseDetails: { headers: Record<string, string>; statusCode: number }) => void;
+export type RedirectHook = (
+  options: Record<string, unknown>,
+  responseDetails: { headers: Record<string, string>; statusCode: number },
+  requestDetails?: { headers: Record<string, string>; url: string; method: string },
+) => void;
 
 /** Origins a token may go to, with the redirect hook that enforces them. */
 export interface AllowedOrigins {
@@ -99,18 +103,30 @@ export class OriginPolicy {
   }
 }
 
+/** Our hooks, each mapped to the user's hook it wraps (or undefined). */
+const ourHooks = new WeakMap<RedirectHook, RedirectHook | undefined>();
+
 /** Composes the user's own `beforeRedirect` with ours; ours runs last, so it has the final say. */
-export function composeRedirectHook(allowed: AllowedOrigins, userHook: unknown): RedirectHook {
-  if (typeof userHook !== "function" || userHook === allowed.stripOnRedirect) return allowed.stripOnRedirect;
-  const user = userHook as RedirectHook;
-  return (options, responseDetails) => {
-    user(options, responseDetails);
-    allowed.stripOnRedirect(options, responseDetails);
+export function composeRedirectHook(allowed: AllowedOrigins, hook: unknown): RedirectHook {
+  const user = userRedirectHook(hook);
+  if (user === undefined) return allowed.stripOnRedirect;
+  const composed: RedirectHook = (options, responseDetails, requestDetails) => {
+    user(options, responseDetails, requestDetails);
+    allowed.stripOnRedirect(options, responseDetails, requestDetails);
   };
+  ourHooks.set(composed, user);
+  return composed;
+}
+
+/** The user's own `beforeRedirect` inside `hook`, so a replayed config does not stack our hooks. */
+export function userRedirectHook(hook: unknown): RedirectHook | undefined {
+  if (typeof hook !== "function") return undefined;
+  const ours = ourHooks.get(hook as RedirectHook);
+  return ours === undefined && !ourHooks.has(hook as RedirectHook) ? (hook as RedirectHook) : ours;
 }
 
 function allowedOrigins(origins: ReadonlySet<string>): AllowedOrigins {
-  return {
+  const allowed: AllowedOrigins = {
     origins,
     stripOnRedirect(options) {
       const origin = redirectOrigin(options);
@@ -122,6 +138,8 @@ function allowedOrigins(origins: ReadonlySet<string>): AllowedOrigins {
       }
     },
   };
+  ourHooks.set(allowed.stripOnRedirect, undefined);
+  return allowed;
 }
 
 function redirectOrigin(options: Record<string, unknown>): string | undefined {

@@ -61,22 +61,30 @@ export class TokenSource {
   }
 
   /**
-   * Drops the cached token and returns whether anything was dropped. With `rejected`, only if the
-   * store still holds that token (compare-and-delete), so a late 401 cannot evict a newer token (SF-8).
+   * Drops the cached token. With `rejected`, only if the store still holds that token
+   * (compare-and-delete), so a late 401 cannot evict a newer token (SF-8). Returns what happened:
+   * `dropped`; `replaced` (the store holds another token, or none); or `too-fresh` when the rejected
+   * token is younger than `minAgeMs`, so a resource that answers 401 for other reasons cannot make
+   * every request fetch a token (401-4).
    */
-  async invalidate(rejected?: string): Promise<boolean> {
+  async invalidate(rejected?: string, minAgeMs = 0): Promise<"dropped" | "replaced" | "too-fresh"> {
     if (rejected === undefined) {
       this.#generation += 1;
       this.#inflight = undefined;
       this.#fallback = undefined;
       await this.#delete();
-      return true;
+      return "dropped";
     }
-    if (this.#fallback?.accessToken === rejected) this.#fallback = undefined;
     const entry = await this.#read();
-    if (entry?.accessToken !== rejected) return false;
+    if (entry?.accessToken !== rejected) {
+      if (this.#fallback?.accessToken === rejected) this.#fallback = undefined;
+      return "replaced";
+    }
+    const cooldown = Math.min(minAgeMs, (entry.expiresAt - entry.obtainedAt) / 10);
+    if (now() - entry.obtainedAt < cooldown) return "too-fresh";
+    if (this.#fallback?.accessToken === rejected) this.#fallback = undefined;
     await this.#delete();
-    return true;
+    return "dropped";
   }
 
   /** Stops backoff waits and timers; a request already on the wire may finish, but nothing more is stored. */

@@ -14,13 +14,14 @@ export interface RecordedRequest {
   body: string;
 }
 
-/** What the server answers; `hang: true` accepts the request and never answers. */
+/** What the server answers; `hang: true` accepts the request and never answers, `reset: true` drops the connection. */
 export interface Reply {
   status?: number;
   headers?: Record<string, string>;
   /** An object is sent as JSON, a string as it is. */
   body?: unknown;
   hang?: boolean;
+  reset?: boolean;
 }
 
 /** Decides the answer to the n-th request (from 1). */
@@ -60,6 +61,10 @@ async function startServer(handler: Handler): Promise<TestServer> {
 
 function send(res: ServerResponse, reply: Reply): void {
   if (reply.hang === true) return;
+  if (reply.reset === true) {
+    res.socket?.destroy();
+    return;
+  }
   const isText = typeof reply.body === "string";
   const body = reply.body === undefined ? "" : isText ? (reply.body as string) : JSON.stringify(reply.body);
   res.writeHead(reply.status ?? 200, {

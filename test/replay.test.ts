@@ -1,0 +1,197 @@
+import { Readable } from "node:stream";
+import axios, { type AxiosInstance } from "axios";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { createTokenRefreshInterceptor, type TokenEvent, type TokenRefreshOptions } from "../src/index.js";
+import { defer } from "./helpers/defer.js";
+import { issueTokens, startResourceServer, startTokenServer, type Handler } from "./helpers/servers.js";
+
+async function setup(handler?: Handler, options: Partial<TokenRefreshOptions> = {}) {
+  const tokens = await startTokenServer(handler);
+  const resource = await startResourceServer();
+  const api: AxiosInstance = axios.create({ baseURL: resource.origin });
+  const events: TokenEvent[] = [];
+  const auth = createTokenRefreshInterceptor({
+    tokenUrl: tokens.url,
+    clientId: "c",
+    clientSecret: "s",
+    retry: { attempts: 1 },
+    onEvent: (e) => events.push(e),
+    ...options,
+  } as TokenRefreshOptions);
+  const detach = auth.attach(api);
+  return { tokens, resource, api, auth, detach, events };
+}
+
+/**
+ * Fetches token-1 and lets 10 s pass (fake Date): a token fetched seconds ago is not dropped on a
+ * 401, so tests that want a replay start from a token that has been in use for a while.
+ */
+async function warm(auth: { getAccessToken(): Promise<string> }) {
+  vi.useFakeTimers({ toFake: ["Date"] });
+  const token = await auth.getAccessToken();
+  vi.setSystemTime(Date.now() + 10_000);
+  return token;
+}
+
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+const statusOf = (e: unknown) => (axios.isAxiosError(e) ? e.response?.status : undefined);
+
+describe("attach(): 401 replay (401-1, SF-8)", () => {
+  it("drops the rejected token, fetches one, and replays the request once with it", async () => {
+    const { api, resource, tokens, auth } = await setup();
+    await warm(auth);
+    resource.rejected.add("token-1");
+    const { data } = await api.get<{ authorization: string }>("/a");
+    expect(data.authorization).toBe("Bearer token-2");
+    expect(resource.authorizations).toEqual(["Bearer token-1", "Bearer token-2"]);
+    expect(tokens.count).toBe(2);
+  });
+
+  it("a second 401 for the replay goes to the caller unchanged: no loop (F2)", async () => {
+    const { api, resource, tokens, auth } = await setup();
+    await warm(auth);
+    resource.rejected.add("token-1").add("token-2").add("token-3");
+    const error = await api.get("/a").catch((e: unknown) => e);
+    expect(statusOf(error)).toBe(401);
+    expect(resource.requests).toHaveLength(2);
+    expect(tokens.count).toBe(2);
+  });
+
+  it("a resource that answers 401 to everything cannot cause a refresh storm (401-4)", async () => {
+    const { api, resource, tokens, auth } = await setup();
+    await warm(auth);
+    resource.handler = () => ({ status: 401, body: {} });
+    for (let i = 0; i < 20; i += 1) expect(statusOf(await api.get(`/a/${i}`).catch((e: unknown) => e))).toBe(401);
+    expect(tokens.count).toBe(2); // token-1 dropped once; token-2, seconds old, is not
+    expect(resource.requests).toHaveLength(21);
+  });
+
+  it("50 concurrent 401s for the same token cause one refresh", async () => {
+    const { api, resource, tokens, auth } = await setup();
+    await warm(auth);
+    resource.rejected.add("token-1");
+    const responses = await Promise.all(Array.from({ length: 50 }, (_, i) => api.get(`/r/${i}`)));
+    expect(responses.every((r) => r.status === 200)).toBe(true);
+    expect(tokens.count).toBe(2);
+    expect(resource.authorizations.filter((a) => a === "Bearer token-2")).toHaveLength(50);
+  });
+
+  it("a 401 arriving after a newer token is cached causes no refresh; the replay uses the newer token", async () => {
+    const gate = defer();
+    const { api, resource, tokens, auth } = await setup();
+    await warm(auth);
+    resource.rejected.add("token-1");
+    const original = resource.handler;
+    resource.handler = async (request, n) => (n === 1 && (await gate.promise), original(request, n));
+    const slow = api.get("/slow"); // carries token-1, its 401 is held back
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    await auth.getAccessToken({ forceRefresh: true }); // token-2 is now cached
+    gate.resolve();
+    const { data } = await slow;
+    expect(data).toMatchObject({ authorization: "Bearer token-2" });
+    expect(tokens.count).toBe(2);
+  });
+
+  it.each([
+    ["403 (insufficient_scope)", 403],
+    ["500", 500],
+  ])("does not replay a %s", async (_name, status) => {
+    const { api, resource, tokens } = await setup();
+    resource.handler = () => ({ status, body: {} });
+    const error = await api.get("/a").catch((e: unknown) => e);
+    expect(statusOf(error)).toBe(status);
+    expect(resource.requests).toHaveLength(1);
+    expect(tokens.count).toBe(1);
+  });
+
+  it("replays 403 too when the user widens replayStatuses", async () => {
+    const { api, resource, tokens, auth } = await setup(undefined, { replayStatuses: [401, 403] });
+    await warm(auth);
+    resource.handler = (r, n) => (n === 1 ? { status: 403, body: {} } : { body: { auth: r.headers.authorization } });
+    await api.get("/a");
+    expect(resource.authorizations).toEqual(["Bearer token-1", "Bearer token-2"]);
+    expect(tokens.count).toBe(2);
+  });
+
+  it.each([
+    ["a request that carried the caller's own token", { headers: { Authorization: "Bearer mine" } }],
+    ["a request marked noReplay", { tokenRefresh: { noReplay: true } }],
+    ["a request marked skip", { tokenRefresh: { skip: true } }],
+  ])("does not replay %s", async (_name, config) => {
+    const { api, resource, tokens } = await setup();
+    resource.handler = () => ({ status: 401, body: {} });
+    const error = await api.get("/a", config).catch((e: unknown) => e);
+    expect(statusOf(error)).toBe(401);
+    expect(resource.requests).toHaveLength(1);
+    expect(tokens.count).toBeLessThanOrEqual(1);
+  });
+
+  it("does not replay a request whose body is a stream (401-3)", async () => {
+    const { api, resource } = await setup();
+    resource.handler = () => ({ status: 401, body: {} });
+    const error = await api.post("/upload", Readable.from(["chunk"])).catch((e: unknown) => e);
+    expect(statusOf(error)).toBe(401);
+    expect(resource.requests).toHaveLength(1);
+  });
+
+  it("replays a JSON body intact", async () => {
+    const { api, resource, auth } = await setup();
+    await warm(auth);
+    resource.rejected.add("token-1");
+    await api.post("/orders", { id: 7 });
+    expect(resource.requests.map((r) => r.body)).toEqual(['{"id":7}', '{"id":7}']);
+  });
+
+  it("the token endpoint's own 401 is an error, never a replay (no recursion)", async () => {
+    const { api, resource, tokens } = await setup(() => ({ status: 401, body: { error: "invalid_client" } }));
+    await expect(api.get("/a")).rejects.toMatchObject({ code: "ERR_TOKEN_REQUEST", status: 401 });
+    expect(tokens.count).toBe(1);
+    expect(resource.requests).toHaveLength(0);
+  });
+
+  it("the replay runs through the caller's other interceptors like any request, and the config does not grow", async () => {
+    const { api, resource, auth } = await setup();
+    await warm(auth);
+    resource.rejected.add("token-1");
+    const seen: string[] = [];
+    api.interceptors.request.use((config) => {
+      seen.push(Object.keys(config).sort().join(","));
+      return config;
+    });
+    await api.get("/a");
+    expect(seen).toHaveLength(2);
+    // The replay is the caller's config plus one marker, not our header or hook stacked on it.
+    expect(seen[1]?.split(",")).toEqual([...(seen[0]?.split(",") ?? []), "tokenRefresh"].sort());
+  });
+
+  it("reports each replay as an event", async () => {
+    const { api, resource, auth, events } = await setup();
+    await warm(auth);
+    resource.rejected.add("token-1");
+    await api.get("/a");
+    expect(events.filter((e) => e.type === "unauthorized_replayed")).toEqual([{ type: "unauthorized_replayed", status: 401, invalidated: true }]);
+  });
+
+  it("the function attach() returns removes both interceptors", async () => {
+    const { api, resource, detach, tokens } = await setup();
+    detach();
+    detach(); // idempotent
+    await api.get("/a");
+    expect(resource.authorizations).toEqual([undefined]);
+    expect(tokens.count).toBe(0);
+  });
+
+  it("refuses to attach to its own token client (REQ-11)", async () => {
+    const client = axios.create({ baseURL: "https://idp.example.com" });
+    const auth = createTokenRefreshInterceptor({ tokenUrl: "https://idp.example.com/token", clientId: "c", clientSecret: "s", httpClient: client });
+    expect(() => auth.attach(client)).toThrow(/must not be the instance/);
+  });
+
+  it("refuses to attach to an instance with no baseURL and no allowedOrigins", () => {
+    const auth = createTokenRefreshInterceptor({ tokenUrl: "https://idp.example.com/token", clientId: "c", clientSecret: "s" });
+    expect(() => auth.attach(axios.create())).toThrow(/allowedOrigins/);
+  });
+});
