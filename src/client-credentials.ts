@@ -104,7 +104,8 @@ function base64(text: string): string {
   return btoa(binary);
 }
 
-function readResponse(response: AxiosResponse<unknown>): TokenEndpointResponse {
+/** Validates a token endpoint's answer (RFC 6749 §5.1, §5.2): the token, or a coded error. */
+export function readResponse(response: Pick<AxiosResponse<unknown>, "status" | "data" | "headers">): TokenEndpointResponse {
   const { status } = response;
   const body = parseJsonObject(response.data);
   const retryAfterMs = parseRetryAfter(headerValue(response, "retry-after"));
@@ -151,7 +152,7 @@ function parseJsonObject(data: unknown): Record<string, unknown> | undefined {
   return parsed !== null && typeof parsed === "object" && !Array.isArray(parsed) ? (parsed as Record<string, unknown>) : undefined;
 }
 
-function headerValue(response: AxiosResponse<unknown>, name: string): string | undefined {
+function headerValue(response: Pick<AxiosResponse<unknown>, "headers">, name: string): string | undefined {
   const headers = response.headers as Record<string, unknown> | { get?: (name: string) => unknown } | undefined;
   const value = typeof headers?.get === "function" ? headers.get(name) : (headers as Record<string, unknown> | undefined)?.[name];
   return typeof value === "string" ? value : undefined;

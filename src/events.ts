@@ -7,6 +7,14 @@ import type { TokenRefreshErrorCode } from "./errors.js";
 /** Everything `onEvent` can receive, discriminated by `type`. */
 export type TokenEvent =
   | {
+      /** A new token was written to the store. */
+      readonly type: "token_cached";
+      /** When it expires (epoch ms). */
+      readonly expiresAt: number;
+      /** When its background refresh is due (epoch ms). */
+      readonly refreshAt: number;
+    }
+  | {
       /** A new token was fetched and stored. */
       readonly type: "token_refreshed";
       /** How long the acquisition took, retries included, in ms. */

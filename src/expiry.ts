@@ -31,8 +31,8 @@ export interface TokenTiming {
  * so that requests only compare numbers.
  */
 export function resolveToken(timing: TokenTiming, sentAt: number, policy: ExpiryPolicy, random = Math.random): StoredToken {
-  const fromExpiresIn = parseSeconds(timing.expiresIn);
-  const fromExp = jwtLifetime(timing.accessToken, sentAt);
+  const fromExpiresIn = atLeastOneSecond(parseSeconds(timing.expiresIn));
+  const fromExp = atLeastOneSecond(jwtLifetime(timing.accessToken, sentAt));
   let lifetime = fromExpiresIn ?? fromExp ?? policy.defaultLifetimeMs;
   if (fromExpiresIn !== undefined && fromExp !== undefined) lifetime = Math.min(fromExpiresIn, fromExp);
   lifetime = Math.min(lifetime, policy.maxLifetimeMs);
@@ -40,9 +40,15 @@ export function resolveToken(timing: TokenTiming, sentAt: number, policy: Expiry
   const expiresAt = sentAt + lifetime;
   const margin = Math.min(policy.refreshMarginMs, lifetime / 2);
   let refreshAt = expiresAt - margin - random() * policy.refreshJitter * margin;
-  const refreshIn = parseSeconds(timing.refreshIn);
-  if (refreshIn !== undefined) refreshAt = Math.min(refreshAt, sentAt + refreshIn);
+  const refreshIn = atLeastOneSecond(parseSeconds(timing.refreshIn));
+  // Honour Entra's refresh_in, but not so early that a hostile value refreshes on every request.
+  if (refreshIn !== undefined) refreshAt = Math.max(sentAt + lifetime / 10, Math.min(refreshAt, sentAt + refreshIn));
   return { accessToken: timing.accessToken, expiresAt, refreshAt, obtainedAt: sentAt };
+}
+
+/** Sub-second lifetimes are garbage (5e-324 is a valid JSON number) and would refresh per request. */
+function atLeastOneSecond(ms: number | undefined): number | undefined {
+  return ms !== undefined && ms >= 1000 ? ms : undefined;
 }
 
 /** Where a cached token stands at `at`. */

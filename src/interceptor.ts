@@ -217,16 +217,37 @@ function isReplayable(data: unknown): boolean {
   return ReadableStreamClass === undefined || !(data instanceof ReadableStreamClass);
 }
 
-/** Gives the error a copy of its config that says `Bearer [redacted]`; the caller's config object is left as it was (SEC-5). */
+/**
+ * Gives the error a copy of its config that says `Bearer [redacted]`; the caller's config object is
+ * left as it was (SEC-5). The raw request (Node's ClientRequest keeps the header bytes) stays
+ * reachable as `error.request`, but as a getter that logging and serialization do not walk into.
+ */
 function redactError(error: AxiosError, token: string): AxiosError {
   const config = error.config;
   if (config === undefined) return error;
   const headers = new AxiosHeaders(config.headers);
   if (headers.get("Authorization") === `Bearer ${token}`) headers.set("Authorization", REDACTED);
   const redacted = { ...config, headers } as InternalAxiosRequestConfig;
-  if (error.response !== undefined && error.response.config === config) {
-    error.response = { ...error.response, config: redacted };
+  if (error.response !== undefined) {
+    const response = { ...error.response };
+    if (response.config === config) response.config = redacted;
+    hideRequest(response);
+    error.response = response;
   }
   error.config = redacted;
+  hideRequest(error);
   return error;
+}
+
+function hideRequest(holder: { request?: unknown }): void {
+  if (!Object.prototype.hasOwnProperty.call(holder, "request")) return;
+  let request = holder.request;
+  Object.defineProperty(holder, "request", {
+    configurable: true,
+    enumerable: false,
+    get: () => request,
+    set: (value: unknown) => {
+      request = value;
+    },
+  });
 }

@@ -310,6 +310,7 @@ export class TokenSource {
     } catch {
       // The token still reaches its callers; the fallback serves it while the store is down.
     }
+    emit(this.#settings.onEvent, { type: "token_cached", expiresAt: entry.expiresAt, refreshAt: entry.refreshAt });
   }
 
   async #delete(): Promise<void> {

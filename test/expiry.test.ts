@@ -19,6 +19,8 @@ describe("expires_in (RES-6, golang TestExchangeRequest_JSONResponse_Expiry)", (
     ["3600", 3_600_000],
     [" 60 ", 60_000],
     [1.5, 1_500],
+    [0.5, 300_000],
+    [5e-324, 300_000],
     [null, 300_000],
     [false, 300_000],
     [{}, 300_000],
@@ -109,6 +111,10 @@ describe("refresh thresholds clamp to the token's lifetime (EXP-7)", () => {
 
   it("honours Entra's refresh_in", () => {
     expect(token(3_600_000, 1800).refreshAt).toBe(SENT + 1_800_000);
+  });
+
+  it("a refresh_in of 1 s cannot make every request refresh: at most every tenth of the lifetime", () => {
+    expect(token(3_600_000, 1).refreshAt).toBe(SENT + 360_000);
   });
 
   it("jitter moves the refresh earlier by up to 10% of the margin, never later", () => {

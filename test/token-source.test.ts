@@ -215,6 +215,26 @@ describe("stores (CACHE-2, CACHE-4)", () => {
   });
 });
 
+describe("events", () => {
+  it("reports a fetch as token_refreshed and token_cached, with timings and no token", async () => {
+    vi.useFakeTimers({ toFake: ["Date"] });
+    vi.setSystemTime(T0);
+    const events: unknown[] = [];
+    const { auth } = await setup(undefined, { onEvent: (e) => events.push(e) });
+    await auth.getAccessToken();
+    expect(events).toEqual([
+      { type: "token_cached", expiresAt: T0 + 3_600_000, refreshAt: T0 + 3_300_000 },
+      { type: "token_refreshed", durationMs: 0, expiresAt: T0 + 3_600_000, background: false },
+    ]);
+    expect(JSON.stringify(events)).not.toContain("token-1");
+  });
+
+  it("a listener that throws does not break the request", async () => {
+    const { auth } = await setup(undefined, { onEvent: () => { throw new Error("listener bug"); } });
+    await expect(auth.getAccessToken()).resolves.toBe("token-1");
+  });
+});
+
 describe("abort and dispose (SF-5, F7)", () => {
   it("one caller's abort stops only that caller; the shared fetch goes on and is cached", async () => {
     const gate = defer();
