@@ -49,6 +49,12 @@ export type TokenEvent =
       readonly retryAfterMs: number;
     }
   | {
+      /** The token store failed; the request went on with the token held in memory, or fetched one. */
+      readonly type: "store_failed";
+      /** Which store operation failed (`lock`: acquiring or releasing the refresh lock). */
+      readonly operation: "get" | "set" | "delete" | "lock";
+    }
+  | {
       /** A resource answered a replay status (401) and the request was replayed once with a new token. */
       readonly type: "unauthorized_replayed";
       /** The status that caused the replay. */

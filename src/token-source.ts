@@ -198,24 +198,30 @@ export class TokenSource {
         ? entry
         : undefined;
     };
-    for (let delayMs = 25; now() < waitUntil; delayMs = Math.min(delayMs * 2, 500)) {
+    for (let delayMs = 25; now() < waitUntil; delayMs = Math.min(delayMs * 2, 250)) {
       let lockId: string | undefined;
       try {
-        lockId = await store.acquireRefreshLock(cacheKey, timeoutMs);
+        // A dead holder's lock frees halfway through our wait, so we are still here to take over.
+        lockId = await store.acquireRefreshLock(cacheKey, Math.max(1, Math.floor((waitUntil - now()) / 2)));
       } catch {
+        this.#storeFailed("lock");
         return undefined;
       }
       if (typeof lockId === "string") {
+        const held = lockId;
         try {
           // Another process may have stored a token between our read and our lock.
           return (await arrived()) ?? (await fetchAndStore());
         } finally {
-          await Promise.resolve(store.releaseRefreshLock(cacheKey, lockId)).catch(noop);
+          await Promise.resolve()
+            .then(() => store.releaseRefreshLock?.(cacheKey, held))
+            .catch(() => this.#storeFailed("lock"));
         }
       }
       const entry = await arrived();
       if (entry !== undefined) return entry;
-      await sleep(Math.min(delayMs, Math.max(0, waitUntil - now())), waits);
+      // Jittered, so a fleet of waiters does not poll in step.
+      await sleep(Math.min(delayMs * (0.5 + Math.random() / 2), Math.max(0, waitUntil - now())), waits);
     }
     return undefined;
   }
@@ -284,13 +290,17 @@ export class TokenSource {
     try {
       value = store.get(cacheKey);
     } catch {
+      this.#storeFailed("get");
       return this.#fallback;
     }
     if (value === this.#lastValid) return value as StoredToken;
     if (isThenable(value)) {
       return Promise.resolve(value).then(
         (resolved) => this.#validate(resolved),
-        () => this.#fallback,
+        () => {
+          this.#storeFailed("get");
+          return this.#fallback;
+        },
       );
     }
     return this.#validate(value);
@@ -309,6 +319,7 @@ export class TokenSource {
       await this.#settings.store.set(this.#settings.cacheKey, entry);
     } catch {
       // The token still reaches its callers; the fallback serves it while the store is down.
+      this.#storeFailed("set");
     }
     emit(this.#settings.onEvent, { type: "token_cached", expiresAt: entry.expiresAt, refreshAt: entry.refreshAt });
   }
@@ -319,7 +330,12 @@ export class TokenSource {
       await this.#settings.store.delete(this.#settings.cacheKey);
     } catch {
       // A store that cannot delete will be overwritten by the next refresh.
+      this.#storeFailed("delete");
     }
+  }
+
+  #storeFailed(operation: "get" | "set" | "delete" | "lock"): void {
+    emit(this.#settings.onEvent, { type: "store_failed", operation });
   }
 }
 

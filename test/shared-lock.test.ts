@@ -83,6 +83,15 @@ describe("cross-process refresh lock (store contract)", () => {
     expect(server.count).toBe(2);
   });
 
+  it("a release that throws synchronously does not cost the fetched token", async () => {
+    const store = lockingStore();
+    store.releaseRefreshLock = () => {
+      throw new Error("release failed");
+    };
+    const { members } = await fleet(1, store);
+    await expect(members[0]!.getAccessToken()).resolves.toBe("token-1");
+  });
+
   it("a store whose lock fails is bypassed: the token is fetched directly", async () => {
     const { server, members } = await fleet(1, lockingStore({ failLocks: true }));
     await expect(members[0]!.getAccessToken()).resolves.toBe("token-1");

@@ -229,6 +229,17 @@ describe("events", () => {
     expect(JSON.stringify(events)).not.toContain("token-1");
   });
 
+  it("reports store failures as store_failed, operation only", async () => {
+    const events: unknown[] = [];
+    const store = { get: () => { throw new Error("down"); }, set: () => Promise.reject(new Error("down")), delete: () => undefined };
+    const { auth } = await setup(undefined, { store, onEvent: (e) => events.push(e) });
+    await auth.getAccessToken();
+    expect(events.filter((e) => (e as { type: string }).type === "store_failed")).toEqual([
+      { type: "store_failed", operation: "get" },
+      { type: "store_failed", operation: "set" },
+    ]);
+  });
+
   it("a listener that throws does not break the request", async () => {
     const { auth } = await setup(undefined, { onEvent: () => { throw new Error("listener bug"); } });
     await expect(auth.getAccessToken()).resolves.toBe("token-1");
