@@ -72,13 +72,17 @@ export function createTokenRefreshInterceptor(options: TokenRefreshOptions): Tok
   const tokenClient = settings.httpClient ?? axios.create();
   const source = new TokenSource(settings, tokenClient);
   const origins = new OriginPolicy(settings.allowedOrigins, settings.allowInsecureHttp);
-  /** Which token each request config went out with: the 401 path invalidates exactly that one. */
-  const sentTokens = new WeakMap<object, string>();
   const detachers = new Set<() => void>();
 
+  // The header value is built once per token: a fresh concatenation per request costs more than the rest of the hot path.
+  let headerToken = "";
+  let headerValue = "";
   const authorize = <C extends InternalAxiosRequestConfig>(config: C, token: string, allowed: AllowedOrigins): C => {
-    headersOf(config).set("Authorization", `Bearer ${token}`);
-    sentTokens.set(config, token);
+    if (token !== headerToken) {
+      headerToken = token;
+      headerValue = `Bearer ${token}`;
+    }
+    headersOf(config).set("Authorization", headerValue);
     config.beforeRedirect = composeRedirectHook(allowed, config.beforeRedirect);
     return config;
   };
@@ -93,8 +97,7 @@ export function createTokenRefreshInterceptor(options: TokenRefreshOptions): Tok
     }
     if (allowed === undefined) return Promise.resolve(config);
     const granted: AllowedOrigins = allowed;
-    const signal = config.signal as AbortSignal | undefined;
-    const token = source.token({ signal });
+    const token = source.token(config.signal as AbortSignal | undefined);
     if (typeof token === "string") return Promise.resolve(authorize(config, token, granted));
     return token.then(
       (value) => authorize(config, value, granted),
@@ -111,8 +114,9 @@ export function createTokenRefreshInterceptor(options: TokenRefreshOptions): Tok
   const replayOrRethrow = async (instance: AxiosInstance, error: unknown): Promise<unknown> => {
     if (!axios.isAxiosError(error) || error.config === undefined) throw error;
     const config = error.config;
-    const sent = sentTokens.get(config);
-    if (sent === undefined) throw error; // not ours: untouched
+    // The token the request went out with, if it is one of ours: the 401 path drops exactly that one.
+    const sent = bearerToken(config.headers);
+    if (sent === undefined || !source.handedOut(sent)) throw error; // not ours: untouched
     const status = error.response?.status;
     const perRequest = config.tokenRefresh;
     if (
@@ -144,7 +148,7 @@ export function createTokenRefreshInterceptor(options: TokenRefreshOptions): Tok
 
   const getAccessToken = (tokenOptions?: GetAccessTokenOptions): Promise<string> => {
     try {
-      return Promise.resolve(source.token(tokenOptions));
+      return Promise.resolve(source.token(tokenOptions?.signal, tokenOptions?.forceRefresh));
     } catch (error) {
       return Promise.reject(error);
     }
@@ -198,6 +202,11 @@ function headersOf(config: InternalAxiosRequestConfig): AxiosHeaders {
     config.headers = AxiosHeaders.from(config.headers as ConstructorParameters<typeof AxiosHeaders>[0]);
   }
   return config.headers;
+}
+
+function bearerToken(headers: unknown): string | undefined {
+  const value = headers instanceof AxiosHeaders ? headers.get("Authorization") : undefined;
+  return typeof value === "string" && value.startsWith("Bearer ") ? value.slice(7) : undefined;
 }
 
 /** The caller's own Authorization (on the request or the instance defaults) or `auth` wins; we never overwrite it. */

@@ -43,6 +43,8 @@ export class TokenSource {
   #throttledUntil = 0;
   #nextBackgroundAt = 0;
   #lastValid: StoredToken | undefined;
+  /** The last few tokens this source handed out, to tell our Authorization from a caller's on a 401. */
+  readonly #handedOut: string[] = [];
   /** The newest token we fetched, used only when the store itself fails (CACHE-4). */
   #fallback: StoredToken | undefined;
 
@@ -52,12 +54,23 @@ export class TokenSource {
   }
 
   /** Returns a usable token: synchronously when the store answered synchronously with one, else a promise. */
-  token(options: GetTokenOptions = {}): string | Promise<string> {
+  token(signal?: AbortSignal, forceRefresh?: boolean): string | Promise<string> {
     if (this.#lifetime.signal.aborted) return Promise.reject(disposedError());
-    if (options.forceRefresh === true) return this.#wait(this.#refresh(false, this.#fallback), options.signal);
+    if (forceRefresh === true) return this.#wait(this.#refresh(false, this.#fallback), signal);
     const entry = this.#read();
-    if (entry instanceof Promise) return entry.then((value) => this.#serve(value, options.signal));
-    return this.#serve(entry, options.signal);
+    if (entry instanceof Promise) return entry.then((value) => this.#serve(value, signal));
+    return this.#serve(entry, signal);
+  }
+
+  /** Whether `accessToken` is one this source handed out recently (the current one or up to three before it). */
+  handedOut(accessToken: string): boolean {
+    return this.#handedOut.includes(accessToken);
+  }
+
+  #remember(accessToken: string): void {
+    if (this.#handedOut[0] === accessToken) return;
+    this.#handedOut.unshift(accessToken);
+    if (this.#handedOut.length > 4) this.#handedOut.pop();
   }
 
   /**
@@ -131,6 +144,7 @@ export class TokenSource {
     const refresh: Promise<string> = this.#acquire(generation, replacing?.accessToken)
       .then(
         (entry) => {
+          this.#remember(entry.accessToken);
           this.#throttledUntil = 0;
           this.#nextBackgroundAt = 0;
           emit(this.#settings.onEvent, {
@@ -310,6 +324,7 @@ export class TokenSource {
     if (value === undefined || value === null) return undefined;
     if (!isStoredToken(value)) return undefined;
     this.#lastValid = value;
+    this.#remember(value.accessToken);
     return value;
   }
 

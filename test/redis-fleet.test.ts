@@ -3,74 +3,14 @@
  * store, against one loopback token server that counts token requests. The fleet starts once (that
  * is most of the time) and runs the scenarios in order; the last one kills a replica.
  */
-import { fork, type ChildProcess } from "node:child_process";
-import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { FleetCommand, FleetReply, Scenario, TrafficResult } from "./fixtures/fleet-protocol.js";
+import { spawnReplica, type Replica, type Scenario, type TrafficResult } from "./fixtures/fleet-protocol.js";
 import { redisSuite, requireRedisUrl, skipRedis, uniquePrefix } from "./helpers/redis.js";
 import { startResourceServer, startTokenServer, type Handler, type TokenServer } from "./helpers/servers.js";
 
 const REPLICAS = 8;
 const BURST = 100;
 const LIFETIME_S = 2;
-const WORKER = fileURLToPath(new URL("./fixtures/fleet-worker.ts", import.meta.url));
-
-/** One replica: a child process and the replies it sent. */
-class Replica {
-  readonly #waiting = new Map<string, { resolve: (reply: FleetReply) => void; reject: (error: Error) => void }>();
-  exited = false;
-
-  constructor(
-    readonly id: number,
-    readonly child: ChildProcess,
-  ) {
-    child.on("message", (reply: FleetReply) => {
-      if (reply.type === "error") {
-        this.#rejectAll(new Error(`replica ${id}: ${reply.message}`));
-        return;
-      }
-      this.#waiting.get(reply.type)?.resolve(reply);
-      this.#waiting.delete(reply.type);
-    });
-    child.on("exit", () => {
-      this.exited = true;
-      this.#rejectAll(new Error(`replica ${id} exited`));
-    });
-  }
-
-  #rejectAll(error: Error): void {
-    for (const waiter of this.#waiting.values()) waiter.reject(error);
-    this.#waiting.clear();
-  }
-
-  /** Resolves with the next reply of `type`, bounded by `timeoutMs`. */
-  next(type: FleetReply["type"], timeoutMs: number): Promise<FleetReply> {
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`replica ${this.id}: no "${type}" within ${timeoutMs} ms`)), timeoutMs);
-      this.#waiting.set(type, {
-        resolve: (reply) => (clearTimeout(timer), resolve(reply)),
-        reject: (error) => (clearTimeout(timer), reject(error)),
-      });
-    });
-  }
-
-  send(command: FleetCommand): void {
-    if (!this.exited) this.child.send(command);
-  }
-
-  async result(type: "burst-done" | "traffic-done", timeoutMs: number): Promise<TrafficResult> {
-    return ((await this.next(type, timeoutMs)) as Extract<FleetReply, { result: TrafficResult }>).result;
-  }
-}
-
-function spawnReplica(id: number, redisUrl: string): Replica {
-  const child = fork(WORKER, [], {
-    execArgv: ["--import", "tsx"],
-    env: { ...process.env, REDIS_URL: redisUrl, FLEET_WORKER_ID: String(id), FLEET_CLIENT: id % 2 === 0 ? "ioredis" : "node-redis" },
-    stdio: ["ignore", "inherit", "inherit", "ipc"],
-  });
-  return new Replica(id, child);
-}
 
 /** Issues `token-<n>` valid for LIFETIME_S seconds. */
 const shortTokens: Handler = (_request, n) => ({ body: { access_token: `token-${n}`, token_type: "Bearer", expires_in: LIFETIME_S } });
