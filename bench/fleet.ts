@@ -8,27 +8,13 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { createServer } from "node:net";
 import { spawnReplica, type Replica, type Scenario } from "../test/fixtures/fleet-protocol.js";
 import { startResourceServer, startTokenServer } from "./servers.js";
-import { fmtInt, fmtMs, fmtNum, median } from "./stats.js";
+import { fmtInt, fmtMs, fmtNum, median, type Row } from "./stats.js";
 
 const REPLICAS = 8;
 const BURST = 100;
 const ROUNDS = 3;
 
-/** The row shape of bench/run.ts. */
-export interface FleetRow {
-  id: string;
-  benchmark: string;
-  unit: string;
-  ours: number;
-  baseline: number | undefined;
-  ratio: number | undefined;
-  goal: string;
-  met: boolean | undefined;
-  rounds?: { ours: number[]; baseline?: number[] };
-  display: { ours: string; baseline: string; ratio: string };
-}
-
-export async function fleet(): Promise<FleetRow[]> {
+export async function fleet(): Promise<Row[]> {
   const redis = await redisUrl();
   if (redis === undefined) {
     const skipped = "skipped: no REDIS_URL and no redis-server";

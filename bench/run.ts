@@ -22,7 +22,7 @@ import axios, { AxiosHeaders, type AxiosInstance, type InternalAxiosRequestConfi
 import { createTokenRefreshInterceptor, type TokenRefreshOptions } from "../src/index.js";
 import { createNaiveInterceptor } from "./naive.js";
 import { startResourceServer, startTokenServer, type TokenServer } from "./servers.js";
-import { fmtBytes, fmtInt, fmtMs, fmtNum, markdownTable, median, percentile, spread } from "./stats.js";
+import { fmtBytes, fmtInt, fmtMs, fmtNum, markdownTable, median, percentile, spread, type Row } from "./stats.js";
 import { fleet } from "./fleet.js";
 
 const ROUNDS = 5;
@@ -44,21 +44,6 @@ type Interceptor = (config: InternalAxiosRequestConfig) => Promise<InternalAxios
 type Gc = () => void;
 type Options = (extra?: Partial<TokenRefreshOptions>) => TokenRefreshOptions;
 
-interface Row {
-  id: string;
-  benchmark: string;
-  unit: string;
-  ours: number;
-  baseline: number | undefined;
-  ratio: number | undefined;
-  goal: string;
-  met: boolean | undefined;
-  /** Per-round values, for tracking how stable a figure is. */
-  rounds?: { ours: number[]; baseline?: number[] };
-  /** Further figures of the row, for --json only. */
-  extra?: Record<string, unknown>;
-  display: { ours: string; baseline: string; ratio: string };
-}
 
 async function main(collect: Gc): Promise<void> {
   const writeJson = process.argv.includes("--json");

@@ -41,3 +41,20 @@ export function markdownTable(header: readonly string[], rows: readonly (readonl
   const line = (cells: readonly string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join(" | ")} |`;
   return [line(header), `| ${widths.map((w) => "-".repeat(w)).join(" | ")} |`, ...rows.map(line)].join("\n");
 }
+
+/** One line of the bench table, and what --json writes for it. */
+export interface Row {
+  id: string;
+  benchmark: string;
+  unit: string;
+  ours: number;
+  baseline: number | undefined;
+  ratio: number | undefined;
+  goal: string;
+  met: boolean | undefined;
+  /** Per-round values, for tracking how stable a figure is. */
+  rounds?: { ours: number[]; baseline?: number[] };
+  /** Further figures of the row, for --json only. */
+  extra?: Record<string, unknown>;
+  display: { ours: string; baseline: string; ratio: string };
+}

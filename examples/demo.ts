@@ -3,10 +3,10 @@
  * an axios instance with the interceptor attached, and what happened, counted at the servers.
  * Run: npm run demo
  */
-import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import type { ServerResponse } from "node:http";
 import axios from "axios";
 import { createTokenRefreshInterceptor } from "../src/index.js";
+import { listen } from "./loopback.js";
 
 const TOKEN_LIFETIME_S = 2;
 const issued = new Map<string, number>(); // token → expiry (epoch ms)
@@ -14,21 +14,6 @@ const revoked = new Set<string>();
 let tokenRequests = 0;
 let tokenEndpointDown = false;
 let served = 0;
-
-function listen(handler: (req: IncomingMessage, res: ServerResponse) => void): Promise<{ origin: string; close: () => void }> {
-  const server = createServer(handler);
-  return new Promise((resolve) =>
-    server.listen(0, "127.0.0.1", () =>
-      resolve({
-        origin: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-        close: () => {
-          server.closeAllConnections();
-          server.close();
-        },
-      }),
-    ),
-  );
-}
 
 const json = (res: ServerResponse, status: number, body: unknown) => {
   res.writeHead(status, { "Content-Type": "application/json", "Cache-Control": "no-store" });

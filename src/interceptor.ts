@@ -146,13 +146,8 @@ export function createTokenRefreshInterceptor(options: TokenRefreshOptions): Tok
     throw settings.redactErrors ? redactError(error, sent) : error;
   };
 
-  const getAccessToken = (tokenOptions?: GetAccessTokenOptions): Promise<string> => {
-    try {
-      return Promise.resolve(source.token(tokenOptions?.signal, tokenOptions?.forceRefresh));
-    } catch (error) {
-      return Promise.reject(error);
-    }
-  };
+  const getAccessToken = (tokenOptions?: GetAccessTokenOptions): Promise<string> =>
+    Promise.resolve(source.token(tokenOptions?.signal, tokenOptions?.forceRefresh));
 
   const invalidate = async (rejectedToken?: string): Promise<void> => {
     if (rejectedToken !== undefined && typeof rejectedToken !== "string") {
