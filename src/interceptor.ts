@@ -135,7 +135,7 @@ export function createTokenRefreshInterceptor(options: TokenRefreshOptions): Tok
       emit(settings.onEvent, { type: "unauthorized_replayed", status, invalidated: outcome === "dropped" });
       const headers = new AxiosHeaders(config.headers);
       headers.delete("Authorization");
-      // Through instance.request, so the caller's other interceptors see the replay as any request;
+      // Through instance.request, so the caller's other interceptors handle the replay like a new request;
       // our header and redirect hook come off first, so the replay is the caller's request again.
       const replay: InternalAxiosRequestConfig = { ...config, headers, tokenRefresh: { ...perRequest, replayed: true } };
       const userHook = userRedirectHook(config.beforeRedirect);
