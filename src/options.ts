@@ -397,7 +397,8 @@ function optionalFunction(name: string, value: unknown): unknown {
 
 const MAX_TIMER_MS = 2 ** 31 - 1; // Node runs longer timer delays after 1 ms (EXP-9)
 
-function duration(name: string, value: unknown, fallback: number, min = 0): number {
+/** Validates a duration option (ms, within what a timer can wait); `fallback` when it is not given. */
+export function duration(name: string, value: unknown, fallback: number, min = 0): number {
   if (value === undefined) return fallback;
   if (typeof value !== "number" || !Number.isFinite(value) || value < min || value > MAX_TIMER_MS) {
     throw new InvalidOptionError(`"${name}" must be a number of milliseconds from ${min} to ${MAX_TIMER_MS}`);

@@ -13,6 +13,8 @@
  * - Neither ioredis nor redis is imported: the client is passed in and recognised by its methods.
  */
 import { InvalidOptionError } from "./errors.js";
+import { duration } from "./options.js";
+import { unrefTimer } from "./retry.js";
 import { isStoredToken, type StoredToken, type TokenStore } from "./store.js";
 
 /** The methods of an ioredis v5 client this store calls. */
@@ -146,9 +148,9 @@ export function createRedisTokenStore(options: RedisTokenStoreOptions): RedisTok
   return new RedisStore(encryptionSecret(own("encryptionKey"), own("clientSecret")), {
     commands: adaptClient(own("client")),
     keyPrefix,
-    lockTtlMs: lockTtlMs === undefined ? undefined : milliseconds("lockTtlMs", lockTtlMs, 1),
-    commandTimeoutMs: milliseconds("commandTimeoutMs", own("commandTimeoutMs") ?? REDIS_STORE_DEFAULTS.commandTimeoutMs, 1),
-    cooldownMs: milliseconds("cooldownMs", own("cooldownMs") ?? REDIS_STORE_DEFAULTS.cooldownMs, 0),
+    lockTtlMs: lockTtlMs === undefined ? undefined : duration("lockTtlMs", lockTtlMs, 0, 1),
+    commandTimeoutMs: duration("commandTimeoutMs", own("commandTimeoutMs"), REDIS_STORE_DEFAULTS.commandTimeoutMs, 1),
+    cooldownMs: duration("cooldownMs", own("cooldownMs"), REDIS_STORE_DEFAULTS.cooldownMs, 0),
     onError: onError as RedisTokenStoreOptions["onError"],
   });
 }
@@ -233,15 +235,6 @@ function encryptionSecret(encryptionKey: unknown, clientSecret: unknown): Uint8A
     throw new InvalidOptionError(`"${name}" must be at least ${MIN_SECRET_BYTES} bytes`);
   }
   return bytes;
-}
-
-const MAX_TIMER_MS = 2 ** 31 - 1; // Node runs longer timer delays after 1 ms
-
-function milliseconds(name: string, value: unknown, min: number): number {
-  if (typeof value !== "number" || !Number.isFinite(value) || value < min || value > MAX_TIMER_MS) {
-    throw new InvalidOptionError(`"${name}" must be a number of milliseconds from ${min} to ${MAX_TIMER_MS}`);
-  }
-  return value;
 }
 
 interface StoreConfig {
@@ -360,7 +353,7 @@ class RedisStore implements RedisTokenStore {
           pending = false;
         });
     }, Math.max(1, Math.floor(lockTtlMs / 3)));
-    (timer as { unref?: () => void }).unref?.();
+    unrefTimer(timer);
     this.#renewals.set(lockId, timer);
   }
 
@@ -378,7 +371,7 @@ class RedisStore implements RedisTokenStore {
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timeout = new Promise<never>((_resolve, reject) => {
       timer = setTimeout(() => reject(timedOut), commandTimeoutMs);
-      (timer as { unref?: () => void }).unref?.();
+      unrefTimer(timer);
     });
     try {
       return await Promise.race([pending, timeout]);
