@@ -24,6 +24,8 @@ export interface TokenTiming {
   readonly accessToken: string;
   readonly expiresIn: unknown;
   readonly refreshIn: unknown;
+  /** The cache key the entry will be stored under. */
+  readonly cacheKey?: string;
 }
 
 /**
@@ -43,7 +45,7 @@ export function resolveToken(timing: TokenTiming, sentAt: number, policy: Expiry
   const refreshIn = atLeastOneSecond(parseSeconds(timing.refreshIn));
   // Honour Entra's refresh_in, but not so early that a hostile value refreshes on every request.
   if (refreshIn !== undefined) refreshAt = Math.max(sentAt + lifetime / 10, Math.min(refreshAt, sentAt + refreshIn));
-  return { accessToken: timing.accessToken, expiresAt, refreshAt, obtainedAt: sentAt };
+  return { accessToken: timing.accessToken, expiresAt, refreshAt, obtainedAt: sentAt, cacheKey: timing.cacheKey ?? "" };
 }
 
 /** Sub-second lifetimes are garbage (5e-324 is a valid JSON number) and would refresh per request. */

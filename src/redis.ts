@@ -301,6 +301,7 @@ class RedisStore implements RedisTokenStore {
       expiresAt: token.expiresAt,
       refreshAt: token.refreshAt,
       obtainedAt: token.obtainedAt,
+      cacheKey: token.cacheKey,
     };
     const raw = await this.#encrypt(redisKey, entry);
     await this.#run("set", () => this.#config.commands.set(redisKey, raw, ttlMs, false));
@@ -438,7 +439,7 @@ class RedisStore implements RedisTokenStore {
       );
       const value: unknown = JSON.parse(new TextDecoder().decode(plain));
       if (!isStoredToken(value)) return undefined;
-      return { accessToken: value.accessToken, expiresAt: value.expiresAt, refreshAt: value.refreshAt, obtainedAt: value.obtainedAt };
+      return { accessToken: value.accessToken, expiresAt: value.expiresAt, refreshAt: value.refreshAt, obtainedAt: value.obtainedAt, cacheKey: value.cacheKey };
     } catch {
       return undefined;
     }

@@ -13,6 +13,12 @@ export interface StoredToken {
   readonly refreshAt: number;
   /** When the request that got this token was sent. */
   readonly obtainedAt: number;
+  /**
+   * The cache key the entry was stored under. A store that answers one key with another key's
+   * entry (a shared map keyed wrongly, an adapter bug) would otherwise send one client's token
+   * for another; an entry whose `cacheKey` is not the key asked for is a miss. Stores must keep it.
+   */
+  readonly cacheKey: string;
 }
 
 /**
@@ -35,6 +41,19 @@ export interface TokenStore {
   acquireRefreshLock?(key: string, ttlMs: number): string | undefined | Promise<string | undefined>;
   /** Releases the lock only if `lockId` still holds it (compare-and-delete). */
   releaseRefreshLock?(key: string, lockId: string): void | Promise<void>;
+  /**
+   * Optional atomic compare-and-delete: removes the entry under `key` only if it still holds
+   * `accessToken`, and returns whether it did. Without it the library reads, compares and deletes,
+   * which across processes can drop a token another process stored in between.
+   */
+  deleteIfCurrent?(key: string, accessToken: string): boolean | Promise<boolean>;
+  /**
+   * Optional, for fleets: records that the token endpoint asked clients to wait until `untilMs`
+   * (epoch ms, from `Retry-After`), so other processes wait too instead of each earning its own 429.
+   */
+  setThrottle?(key: string, untilMs: number): void | Promise<void>;
+  /** Returns the epoch ms until which the token endpoint asked to wait (see `setThrottle`), or `undefined`. */
+  getThrottle?(key: string): number | undefined | Promise<number | undefined>;
 }
 
 /** Options of {@link InMemoryTokenStore}. */
@@ -116,6 +135,7 @@ export function isStoredToken(value: unknown): value is StoredToken {
     Number.isFinite(token.expiresAt) &&
     Number.isFinite(token.refreshAt) &&
     Number.isFinite(token.obtainedAt) &&
-    (token.obtainedAt as number) < (token.expiresAt as number)
+    (token.obtainedAt as number) < (token.expiresAt as number) &&
+    typeof token.cacheKey === "string"
   );
 }

@@ -250,7 +250,7 @@ export class TokenSource {
       try {
         const response = await requestToken(this.#client, this.#settings, { timeoutMs: deadline - sentAt, signal: budget });
         return resolveToken(
-          { accessToken: response.access_token, expiresIn: response.expires_in, refreshIn: response.refresh_in },
+          { accessToken: response.access_token, expiresIn: response.expires_in, refreshIn: response.refresh_in, cacheKey: this.#settings.cacheKey },
           sentAt,
           this.#settings,
         );

@@ -13,7 +13,7 @@ const CACHE_KEY = "axios-token-refresh:test";
 
 function storedToken(accessToken: string, lifetimeMs = 60_000): StoredToken {
   const obtainedAt = Date.now();
-  return { accessToken, obtainedAt, expiresAt: obtainedAt + lifetimeMs, refreshAt: obtainedAt + lifetimeMs / 2 };
+  return { accessToken, obtainedAt, expiresAt: obtainedAt + lifetimeMs, refreshAt: obtainedAt + lifetimeMs / 2, cacheKey: CACHE_KEY };
 }
 
 /** A store on a fresh key prefix, and the Redis it writes to. */

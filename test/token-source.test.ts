@@ -188,7 +188,7 @@ describe("stores (CACHE-2, CACHE-4)", () => {
 
   it("InMemoryTokenStore keeps at most maxEntries keys, evicting the least recently used", () => {
     const store = new InMemoryTokenStore({ maxEntries: 2 });
-    const token = (accessToken: string): StoredToken => ({ accessToken, expiresAt: Date.now() + 60_000, refreshAt: Date.now() + 30_000, obtainedAt: Date.now() });
+    const token = (accessToken: string): StoredToken => ({ accessToken, expiresAt: Date.now() + 60_000, refreshAt: Date.now() + 30_000, obtainedAt: Date.now(), cacheKey: "x" });
     store.set("a", token("A"));
     store.set("b", token("B"));
     store.get("a");
@@ -200,7 +200,7 @@ describe("stores (CACHE-2, CACHE-4)", () => {
 
   it("InMemoryTokenStore drops expired entries", () => {
     const store = new InMemoryTokenStore();
-    store.set("a", { accessToken: "A", expiresAt: Date.now() - 1, refreshAt: 0, obtainedAt: 0 });
+    store.set("a", { accessToken: "A", expiresAt: Date.now() - 1, refreshAt: 0, obtainedAt: 0, cacheKey: "a" });
     expect(store.get("a")).toBeUndefined();
     expect(store.size).toBe(0);
   });
