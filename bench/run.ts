@@ -19,7 +19,7 @@ import os from "node:os";
 import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
 import axios, { AxiosHeaders, type AxiosInstance, type InternalAxiosRequestConfig } from "axios";
-import { createTokenRefreshInterceptor, type TokenRefreshOptions } from "../src/index.js";
+import { createTokenRefreshInterceptor, type CommonTokenRefreshOptions, type TokenRefreshOptions } from "../src/index.js";
 import { createNaiveInterceptor } from "./naive.js";
 import { startResourceServer, startTokenServer, type TokenServer } from "./servers.js";
 import { fmtBytes, fmtInt, fmtMs, fmtNum, markdownTable, median, percentile, spread, type Row } from "./stats.js";
@@ -67,7 +67,7 @@ async function main(collect: Gc): Promise<void> {
   const resource = await startResourceServer();
   const tokens = await startTokenServer({ delayMs: TOKEN_DELAY_MS, lifetimeS: 3600 });
   const agent = new Agent({ keepAlive: true, maxSockets: IN_FLIGHT });
-  const options = (extra: Partial<TokenRefreshOptions> = {}): TokenRefreshOptions => ({
+  const options = (extra: Partial<CommonTokenRefreshOptions> = {}): TokenRefreshOptions => ({
     tokenUrl: tokens.url,
     clientId: "bench-client",
     clientSecret: "bench-secret",

@@ -3,13 +3,13 @@
  * (§5.1, §5.2). Nothing here caches or retries; nothing here lets the secret out: every
  * status is handled without an AxiosError, and network errors are copied, not attached.
  */
-import axios, { type AxiosInstance, type AxiosResponse } from "axios";
+import type { AxiosInstance, AxiosResponse } from "axios";
 import qs from "qs";
 import { InvalidTokenResponseError, TokenRequestError, sanitizeServerText } from "./errors.js";
 import type { Settings } from "./options.js";
 import { parseRetryAfter } from "./retry.js";
 
-/** The RFC 6749 §5.1 members we use, as validated; unknown members are ignored (RES-5). */
+/** The RFC 6749 §5.1 members we use, as validated; unknown members are ignored. */
 export interface TokenEndpointResponse {
   readonly access_token: string;
   readonly token_type: string;
@@ -25,12 +25,7 @@ export interface AttemptLimits {
 
 const MAX_RESPONSE_BYTES = 1024 * 1024; // golang/oauth2 reads at most 1 MiB
 const ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
-const HEADER_SAFE_TOKEN = /^[\x21-\x7e]+$/; // visible ASCII: no space, CR, LF, NUL (RES-2)
-
-/** Returns an axios instance for token requests: the user's, or a fresh one that no interceptor touches (REQ-11). */
-export function createTokenHttpClient(settings: Settings): AxiosInstance {
-  return settings.httpClient ?? axios.create();
-}
+const HEADER_SAFE_TOKEN = /^[\x21-\x7e]+$/; // visible ASCII only: a space, CR, LF or NUL would let the token split or smuggle headers
 
 /**
  * Sends one token request and returns the validated response.
@@ -47,12 +42,14 @@ export async function requestToken(client: AxiosInstance, settings: Settings, li
       headers: {
         "Content-Type": "application/x-www-form-urlencoded",
         Accept: "application/json",
-        // Exactly one client authentication method (REQ-6): an Authorization inherited from
+        // Exactly one client authentication method (RFC 6749 §2.3): an Authorization inherited from
         // axios.defaults or the httpClient's defaults must not ride along with a body secret.
         Authorization: authorization ?? false,
       },
-      // A 307/308 would re-send the body, secret included, to wherever it points (REQ-12).
+      // A 307/308 would re-send the body, secret included, to wherever it points. maxRedirects stops
+      // the http adapter; the fetch adapter of axios before 1.20 ignores it, so fetch is told as well.
       maxRedirects: 0,
+      fetchOptions: { redirect: "error" },
       timeout: Math.max(1, Math.ceil(limits.timeoutMs)),
       signal: limits.signal,
       maxContentLength: MAX_RESPONSE_BYTES,
@@ -75,7 +72,7 @@ async function buildRequest(settings: Settings): Promise<{ body: string; authori
   const { credential } = settings;
   let authorization: string | undefined;
   if (credential.kind === "assertion") {
-    // Assertions are short-lived: a fresh one for every request, retries included (REQ-14).
+    // Assertions are short-lived: a fresh one for every request, retries included.
     const assertion = await credential.assertion();
     if (typeof assertion !== "string" || assertion === "") {
       throw new TypeError('"clientAssertion" must return a non-empty string');
@@ -84,7 +81,7 @@ async function buildRequest(settings: Settings): Promise<{ body: string; authori
     params.client_assertion_type = ASSERTION_TYPE;
     params.client_assertion = assertion;
   } else if (credential.method === "client_secret_basic") {
-    // Form-encode each part before base64 (RFC 6749 §2.3.1, Appendix B); axios's `auth` does not (REQ-3, REQ-4).
+    // Form-encode each part before base64 (RFC 6749 §2.3.1, Appendix B); axios's `auth` does not, and a secret with `:` or `+` would arrive changed.
     authorization = `Basic ${base64(`${formEncode(settings.clientId)}:${formEncode(credential.secret)}`)}`;
   } else {
     params.client_id = settings.clientId;
@@ -110,12 +107,13 @@ export function readResponse(response: Pick<AxiosResponse<unknown>, "status" | "
   const body = parseJsonObject(response.data);
   const retryAfterMs = parseRetryAfter(headerValue(response, "retry-after"));
   if (status < 200 || status > 299 || (body !== undefined && body.error !== undefined)) {
-    // An `error` member is a failure even in a 200 (RES-4, golang TestTokenRetrieveError200).
+    // An `error` member is a failure even in a 200 (golang/oauth2 treats it so too).
     const error = sanitizeServerText(body?.error);
     const errorDescription = sanitizeServerText(body?.error_description);
     const what = [error, errorDescription].filter(Boolean).join(": ");
     const code = status === 429 || (status === 503 && retryAfterMs !== undefined) ? "ERR_TOKEN_THROTTLED" : "ERR_TOKEN_REQUEST";
-    throw new TokenRequestError(`token endpoint responded ${status}${what === "" ? "" : ` ${what}`}`, code, {
+    const hint = status >= 300 && status <= 399 ? ' (redirects are not followed, since the secret would go along: set "tokenUrl" to the final URL)' : "";
+    throw new TokenRequestError(`token endpoint responded ${status}${what === "" ? "" : ` ${what}`}${hint}`, code, {
       status,
       error,
       errorDescription,
@@ -133,7 +131,7 @@ export function readResponse(response: Pick<AxiosResponse<unknown>, "status" | "
   if (!HEADER_SAFE_TOKEN.test(accessToken)) {
     throw new InvalidTokenResponseError("access_token", "must not contain whitespace, control or non-ASCII characters");
   }
-  // Missing token_type is taken as Bearer, as golang does; anything else is refused (RES-3).
+  // Missing token_type is taken as Bearer, as golang does; anything else (DPoP, MAC) is refused, since we can only send Bearer.
   const tokenType = body.token_type ?? "Bearer";
   if (typeof tokenType !== "string" || tokenType.toLowerCase() !== "bearer") {
     throw new InvalidTokenResponseError("token_type", `must be "Bearer" (got ${JSON.stringify(sanitizeServerText(String(tokenType)))})`);
@@ -158,7 +156,17 @@ function headerValue(response: Pick<AxiosResponse<unknown>, "headers">, name: st
   return typeof value === "string" ? value : undefined;
 }
 
-/** Copies what is useful from a transport failure; the axios error itself carries the secret (SEC-1). */
+/** fetch's `redirect: "error"` rejects with a TypeError whose cause says "unexpected redirect". */
+function isRefusedRedirect(error: unknown): boolean {
+  for (let current = error, depth = 0; current !== null && typeof current === "object" && depth < 4; depth += 1) {
+    const message = (current as { message?: unknown }).message;
+    if (typeof message === "string" && /redirect/i.test(message)) return true;
+    current = (current as { cause?: unknown }).cause;
+  }
+  return false;
+}
+
+/** Copies what is useful from a transport failure; the axios error itself carries the secret. */
 function networkError(error: unknown, signal: AbortSignal): TokenRequestError {
   const networkCode = typeof (error as { code?: unknown })?.code === "string" ? (error as { code: string }).code : undefined;
   if (signal.aborted || networkCode === "ERR_CANCELED") {
@@ -166,6 +174,13 @@ function networkError(error: unknown, signal: AbortSignal): TokenRequestError {
   }
   if (networkCode === "ECONNABORTED" || networkCode === "ETIMEDOUT") {
     return new TokenRequestError("token endpoint did not answer in time", "ERR_TOKEN_TIMEOUT", { networkCode });
+  }
+  if (isRefusedRedirect(error)) {
+    return new TokenRequestError(
+      'token endpoint answered with a redirect, which is not followed since the secret would go along: set "tokenUrl" to the final URL',
+      "ERR_TOKEN_REQUEST",
+      { networkCode },
+    );
   }
   if (networkCode === "ERR_FR_MAX_BODY_LENGTH_EXCEEDED" || networkCode === "ERR_BAD_RESPONSE") {
     return new TokenRequestError("token endpoint response is larger than 1 MiB", "ERR_TOKEN_REQUEST", { networkCode });

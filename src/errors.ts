@@ -2,7 +2,7 @@
  * Error classes. None of them ever holds the client secret, the client assertion, a Basic
  * credential, the form body or an access token: they copy the few facts a caller needs
  * (status, RFC 6749 §5.2 fields, a low-level error code) instead of attaching the axios
- * error of the token request, whose `config` carries the secret (requirements SEC-1).
+ * error of the token request, whose `config` carries the secret.
  */
 
 /** Stable codes carried by every {@link TokenRefreshError}; branch on these, not on messages. */
@@ -21,7 +21,7 @@ export type InvalidOptionCode = "ERR_INVALID_ARG_TYPE" | "ERR_INVALID_ARG_VALUE"
 
 const MAX_SERVER_TEXT = 300;
 
-/** Strips control characters from text the server chose and caps its length (RFC 6749 §5.2, SEC-3). */
+/** Strips control characters from text the server chose and caps its length (RFC 6749 §5.2): the server's text ends up in logs. */
 export function sanitizeServerText(value: unknown): string | undefined {
   if (typeof value !== "string") return undefined;
   // eslint-disable-next-line no-control-regex

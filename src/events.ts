@@ -15,13 +15,13 @@ export type TokenEvent =
       readonly refreshAt: number;
     }
   | {
-      /** A new token was fetched and stored. */
+      /** A new token was fetched from the token endpoint (not one read from a shared store). */
       readonly type: "token_refreshed";
       /** How long the acquisition took, retries included, in ms. */
       readonly durationMs: number;
       /** When the new token expires (epoch ms). */
       readonly expiresAt: number;
-      /** Whether a request was waiting for it (false: a background refresh). */
+      /** True for a background refresh that no request waited for; false when requests waited for it. */
       readonly background: boolean;
     }
   | {
@@ -51,8 +51,10 @@ export type TokenEvent =
   | {
       /** The token store failed; the request went on with the token held in memory, or fetched one. */
       readonly type: "store_failed";
-      /** Which store operation failed (`lock`: acquiring or releasing the refresh lock). */
-      readonly operation: "get" | "set" | "delete" | "lock";
+      /** Which store operation failed (`lock`: the refresh lock; `throttle`: the shared `Retry-After`). */
+      readonly operation: StoreOperation;
+      /** What went wrong: it threw or rejected, did not settle in time, or returned an entry that is malformed or another key's. */
+      readonly reason: StoreFailureReason;
     }
   | {
       /** A resource answered a replay status (401) and the request was replayed once with a new token. */
@@ -61,7 +63,32 @@ export type TokenEvent =
       readonly status: number;
       /** Whether the rejected token was dropped from the store (false: a newer token was already there). */
       readonly invalidated: boolean;
+    }
+  | {
+      /** A resource answered a replay status for our token, and the request was not replayed: the caller gets that response. */
+      readonly type: "unauthorized_not_replayed";
+      /** The status the resource answered. */
+      readonly status: number;
+      /** Why not: see {@link NotReplayedReason}. */
+      readonly reason: NotReplayedReason;
     };
+
+/** A store operation, as reported in `store_failed`. */
+export type StoreOperation = "get" | "set" | "delete" | "lock" | "throttle";
+
+/** Why a store call counted as failed. */
+export type StoreFailureReason = "error" | "timeout" | "malformed" | "wrong_key";
+
+/**
+ * Why a 401 was handed to the caller instead of replayed:
+ * - `already_replayed`: the request was itself the replay;
+ * - `cooldown`: the token was fetched moments ago because of a 401, so a new one would not help
+ *   (a resource that rejects for another reason, such as a wrong audience);
+ * - `no_replay`: the request asked for none (`tokenRefresh.noReplay`);
+ * - `body_not_replayable`: its body was a stream, consumed by the first attempt;
+ * - `disposed`: the interceptor was disposed.
+ */
+export type NotReplayedReason = "already_replayed" | "cooldown" | "no_replay" | "body_not_replayable" | "disposed";
 
 /** Calls the user's listener without letting it break a request. */
 export function emit(listener: ((event: TokenEvent) => void) | undefined, event: TokenEvent): void {

@@ -2,13 +2,10 @@
  * Token timing: when a token expires, when to refresh it, and how fresh a cached one is.
  * Expiry comes from `expires_in` measured from when the request was sent (MSAL's reqTimestamp);
  * a JWT `exp` may only shorten it, and is ignored when unreadable or when the local clock
- * is so far ahead that it already looks past (EXP-1, EXP-2, EXP-3).
+ * is so far ahead that it already looks past.
  */
 import { jwtDecode } from "jwt-decode";
 import type { StoredToken } from "./store.js";
-
-/** The one place that reads the clock, so tests can move it. */
-export const now = (): number => Date.now();
 
 /** The timing settings this file needs. */
 export interface ExpiryPolicy {
@@ -53,18 +50,25 @@ function atLeastOneSecond(ms: number | undefined): number | undefined {
   return ms !== undefined && ms >= 1000 ? ms : undefined;
 }
 
+/** How far another replica's clock may run ahead of ours before its tokens look suspicious. */
+export const CLOCK_SKEW_TOLERANCE_MS = 60_000;
+
 /** Where a cached token stands at `at`. */
 export type Freshness = "fresh" | "refresh-due" | "expired";
 
 /**
  * - fresh: use it.
  * - refresh-due: use it, and refresh in the background (soft margin, ≤ 50% of the lifetime).
- * - expired: within the hard buffer (≤ 10% of the lifetime) or past expiry, or the clock went
- *   back before it was obtained (EXP-8): callers wait for a new token.
+ * - expired: within the hard buffer (≤ 10% of the lifetime) or past expiry, or the clock is more
+ *   than a minute before the token was obtained: callers wait for a new token.
+ *
+ * A token another replica stored may look obtained a little in the future, since replicas'
+ * clocks differ by a few seconds; that is tolerated, expiry is what matters. A clock that stepped
+ * back further than that would make the token look valid for longer than it is, so it is refetched.
  */
 export function freshness(token: StoredToken, at: number, expiryBufferMs: number): Freshness {
   const buffer = Math.min(expiryBufferMs, (token.expiresAt - token.obtainedAt) / 10);
-  if (at >= token.expiresAt - buffer || at < token.obtainedAt) return "expired";
+  if (at >= token.expiresAt - buffer || at < token.obtainedAt - CLOCK_SKEW_TOLERANCE_MS) return "expired";
   return at >= token.refreshAt ? "refresh-due" : "fresh";
 }
 
@@ -93,6 +97,6 @@ function jwtLifetime(accessToken: string, sentAt: number): number | undefined {
   if (typeof exp !== "number" || !Number.isFinite(exp)) return undefined;
   const lifetime = exp * 1000 - sentAt;
   // An exp already past while the server just issued the token means our clock runs ahead:
-  // believing it would refetch on every request (EXP-3, F9).
+  // believing it would refetch on every request.
   return lifetime > 0 ? lifetime : undefined;
 }

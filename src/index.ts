@@ -3,8 +3,15 @@ export type { GetAccessTokenOptions, TokenRefreshInterceptor, TokenRefreshReques
 export { InMemoryTokenStore } from "./store.js";
 export type { InMemoryTokenStoreOptions, StoredToken, TokenStore } from "./store.js";
 export { DEFAULTS } from "./options.js";
-export type { ClientAuthMethod, RetryOptions, TokenRefreshOptions } from "./options.js";
-export type { TokenEvent } from "./events.js";
+export type {
+  ClientAuthMethod,
+  ClientCredentialOptions,
+  CommonTokenRefreshOptions,
+  RetryOptions,
+  TokenEndpointOptions,
+  TokenRefreshOptions,
+} from "./options.js";
+export type { NotReplayedReason, StoreFailureReason, StoreOperation, TokenEvent } from "./events.js";
 export {
   InvalidOptionError,
   InvalidTokenResponseError,

@@ -3,16 +3,19 @@
  * origins, and `attach()`, which adds the once-only 401 replay and error redaction.
  * The data path stays straight: request → cached token? → (one shared refresh) → header.
  */
-import axios, { AxiosHeaders, CanceledError, type AxiosError, type AxiosInstance, type InternalAxiosRequestConfig } from "axios";
+import axios, { AxiosError, CanceledError, type AxiosInstance, type InternalAxiosRequestConfig } from "axios";
+import { monotonicNow } from "./clock.js";
 import { InvalidOptionError, TokenRefreshError } from "./errors.js";
-import { emit } from "./events.js";
+import { hasHeader, writeHeader } from "./headers.js";
 import { normalizeOptions, type TokenRefreshOptions } from "./options.js";
-import { composeRedirectHook, OriginPolicy, userRedirectHook, type AllowedOrigins } from "./origin.js";
+import { composeRedirectHook, OriginPolicy, type AllowedOrigins } from "./origin.js";
+import { replayOrRethrow } from "./replay.js";
+import { unrefTimer } from "./retry.js";
 import { disposedError, TokenSource, type GetTokenOptions } from "./token-source.js";
 
 /** Per-request options, set as `config.tokenRefresh` on an axios request. */
 export interface TokenRefreshRequestOptions {
-  /** Send this request without our token, and never replay it. */
+  /** Send this request without our token; it is never replayed, and its 401 never drops our token. */
   skip?: boolean;
   /** Attach the token, but do not replay this request after a 401. */
   noReplay?: boolean;
@@ -49,13 +52,9 @@ export interface TokenRefreshInterceptor {
    * `instance`; returns a function that removes both.
    */
   attach(instance: AxiosInstance): () => void;
-  /** Removes what `attach()` installed, ends backoff waits; later calls fail with `ERR_DISPOSED`. */
+  /** Removes what `attach()` installed, aborts a token request on the wire; later calls fail with `ERR_DISPOSED`. */
   dispose(): void;
 }
-
-const REDACTED = "Bearer [redacted]";
-/** A token younger than this (at most a tenth of its lifetime) is not dropped on a 401 (401-4). */
-const REPLAY_MIN_TOKEN_AGE_MS = 5_000;
 
 /**
  * Returns a request interceptor that keeps an OAuth 2.0 client-credentials token cached,
@@ -82,7 +81,7 @@ export function createTokenRefreshInterceptor(options: TokenRefreshOptions): Tok
       headerToken = token;
       headerValue = `Bearer ${token}`;
     }
-    headersOf(config).set("Authorization", headerValue);
+    writeHeader(config, "Authorization", headerValue);
     config.beforeRedirect = composeRedirectHook(allowed, config.beforeRedirect);
     return config;
   };
@@ -99,7 +98,7 @@ export function createTokenRefreshInterceptor(options: TokenRefreshOptions): Tok
     const granted: AllowedOrigins = allowed;
     const token = source.token(config.signal as AbortSignal | undefined);
     if (typeof token === "string") return Promise.resolve(authorize(config, token, granted));
-    return token.then(
+    return withinRequestTimeout(config, token).then(
       (value) => authorize(config, value, granted),
       (error: unknown) => {
         // An aborted request rejects the way axios users test for: axios.isCancel(error).
@@ -111,41 +110,6 @@ export function createTokenRefreshInterceptor(options: TokenRefreshOptions): Tok
     );
   };
 
-  const replayOrRethrow = async (instance: AxiosInstance, error: unknown): Promise<unknown> => {
-    if (!axios.isAxiosError(error) || error.config === undefined) throw error;
-    const config = error.config;
-    // The token the request went out with, if it is one of ours: the 401 path drops exactly that one.
-    const sent = bearerToken(config.headers);
-    if (sent === undefined || !source.handedOut(sent)) throw error; // not ours: untouched
-    const status = error.response?.status;
-    const perRequest = config.tokenRefresh;
-    if (
-      status !== undefined &&
-      settings.replayStatuses.has(status) &&
-      perRequest?.replayed !== true &&
-      perRequest?.noReplay !== true &&
-      isReplayable(config.data) &&
-      !source.disposed
-    ) {
-      // Compare-and-delete: 50 concurrent 401s for one token drop it once and share one refresh;
-      // a 401 for a token already replaced drops nothing and replays with the newer one; a 401 for
-      // a token we fetched seconds ago is not about the token, so it goes to the caller as it is.
-      const outcome = await source.invalidate(sent, REPLAY_MIN_TOKEN_AGE_MS);
-      if (outcome === "too-fresh") throw settings.redactErrors ? redactError(error, sent) : error;
-      emit(settings.onEvent, { type: "unauthorized_replayed", status, invalidated: outcome === "dropped" });
-      const headers = new AxiosHeaders(config.headers);
-      headers.delete("Authorization");
-      // Through instance.request, so the caller's other interceptors handle the replay like a new request;
-      // our header and redirect hook come off first, so the replay is the caller's request again.
-      const replay: InternalAxiosRequestConfig = { ...config, headers, tokenRefresh: { ...perRequest, replayed: true } };
-      const userHook = userRedirectHook(config.beforeRedirect);
-      if (userHook === undefined) delete replay.beforeRedirect;
-      else replay.beforeRedirect = userHook;
-      return instance.request(replay);
-    }
-    throw settings.redactErrors ? redactError(error, sent) : error;
-  };
-
   const getAccessToken = (tokenOptions?: GetAccessTokenOptions): Promise<string> =>
     Promise.resolve(source.token(tokenOptions?.signal, tokenOptions?.forceRefresh));
 
@@ -153,7 +117,8 @@ export function createTokenRefreshInterceptor(options: TokenRefreshOptions): Tok
     if (rejectedToken !== undefined && typeof rejectedToken !== "string") {
       throw new InvalidOptionError('"rejectedToken" must be a string', "ERR_INVALID_ARG_TYPE");
     }
-    await source.invalidate(rejectedToken);
+    if (rejectedToken === undefined) await source.invalidate();
+    else await source.rejected(rejectedToken, false);
   };
 
   const attach = (instance: AxiosInstance): (() => void) => {
@@ -166,7 +131,7 @@ export function createTokenRefreshInterceptor(options: TokenRefreshOptions): Tok
       throw new InvalidOptionError('the axios instance has no "baseURL": list "allowedOrigins" so the token knows where it may go');
     }
     const requestId = instance.interceptors.request.use(interceptor);
-    const responseId = instance.interceptors.response.use(undefined, (error: unknown) => replayOrRethrow(instance, error));
+    const responseId = instance.interceptors.response.use(undefined, (error: unknown) => replayOrRethrow(instance, error, source, settings));
     const detach = (): void => {
       if (!detachers.delete(detach)) return;
       instance.interceptors.request.eject(requestId);
@@ -186,72 +151,58 @@ export function createTokenRefreshInterceptor(options: TokenRefreshOptions): Tok
     invalidate,
     attach,
     dispose,
-    // util.inspect shows what identifies the client, never the secret (SEC-4).
+    // util.inspect shows what identifies the client, never the secret.
     [Symbol.for("nodejs.util.inspect.custom")]: () => `TokenRefreshInterceptor { cacheKey: ${JSON.stringify(settings.cacheKey)} }`,
     toJSON: () => ({ cacheKey: settings.cacheKey }),
   }) as TokenRefreshInterceptor;
 }
 
-function headersOf(config: InternalAxiosRequestConfig): AxiosHeaders {
-  if (!(config.headers instanceof AxiosHeaders)) {
-    config.headers = AxiosHeaders.from(config.headers as ConstructorParameters<typeof AxiosHeaders>[0]);
-  }
-  return config.headers;
-}
-
-function bearerToken(headers: unknown): string | undefined {
-  const value = headers instanceof AxiosHeaders ? headers.get("Authorization") : undefined;
-  return typeof value === "string" && value.startsWith("Bearer ") ? value.slice(7) : undefined;
-}
-
-/** The caller's own Authorization (on the request or the instance defaults) or `auth` wins; we never overwrite it. */
+/**
+ * The caller's own credentials win and we never add ours: `auth`, an Authorization header (on the
+ * request or the instance defaults), or a user and password in the URL, which axios turns into Basic.
+ */
 function carriesCallerCredentials(config: InternalAxiosRequestConfig): boolean {
   if (config.auth !== undefined && config.auth !== null) return true;
-  const headers = config.headers as unknown;
-  if (headers instanceof AxiosHeaders) return headers.has("Authorization");
-  if (headers === null || typeof headers !== "object") return false;
-  return Object.keys(headers).some((name) => name.toLowerCase() === "authorization");
+  if (hasHeader(config.headers, "Authorization")) return true;
+  const url = typeof config.url === "string" ? config.url : "";
+  const target = ABSOLUTE_URL.test(url) ? url : typeof config.baseURL === "string" ? config.baseURL : "";
+  if (!target.includes("@")) return false;
+  try {
+    const parsed = new URL(target);
+    return parsed.username !== "" || parsed.password !== "";
+  } catch {
+    return false;
+  }
 }
 
-/** A stream body was consumed by the first attempt and cannot be sent again (401-3). */
-function isReplayable(data: unknown): boolean {
-  if (data === null || typeof data !== "object") return true;
-  if (typeof (data as { pipe?: unknown }).pipe === "function") return false;
-  const ReadableStreamClass = (globalThis as { ReadableStream?: new () => unknown }).ReadableStream;
-  return ReadableStreamClass === undefined || !(data instanceof ReadableStreamClass);
-}
+const ABSOLUTE_URL = /^([a-z][a-z\d+\-.]*:)?\/\//i;
 
 /**
- * Gives the error a copy of its config that says `Bearer [redacted]`; the caller's config object is
- * left as it was (SEC-5). The raw request (Node's ClientRequest keeps the header bytes) stays
- * reachable as `error.request`, but as a getter that logging and serialization do not walk into.
+ * axios's `timeout` bounds the whole call: the wait for a token counts against it, and the request
+ * gets what is left. A wait that outlasts it fails as axios's own timeout does (`ECONNABORTED`, or
+ * `ETIMEDOUT` with `transitional.clarifyTimeoutError`); the shared fetch goes on for the others.
  */
-function redactError(error: AxiosError, token: string): AxiosError {
-  const config = error.config;
-  if (config === undefined) return error;
-  const headers = new AxiosHeaders(config.headers);
-  if (headers.get("Authorization") === `Bearer ${token}`) headers.set("Authorization", REDACTED);
-  const redacted = { ...config, headers } as InternalAxiosRequestConfig;
-  if (error.response !== undefined) {
-    const response = { ...error.response };
-    if (response.config === config) response.config = redacted;
-    hideRequest(response);
-    error.response = response;
-  }
-  error.config = redacted;
-  hideRequest(error);
-  return error;
-}
-
-function hideRequest(holder: { request?: unknown }): void {
-  if (!Object.prototype.hasOwnProperty.call(holder, "request")) return;
-  let request = holder.request;
-  Object.defineProperty(holder, "request", {
-    configurable: true,
-    enumerable: false,
-    get: () => request,
-    set: (value: unknown) => {
-      request = value;
-    },
+function withinRequestTimeout(config: InternalAxiosRequestConfig, token: Promise<string>): Promise<string> {
+  const timeoutMs = config.timeout;
+  if (typeof timeoutMs !== "number" || !(timeoutMs > 0)) return token;
+  const startedAt = monotonicNow();
+  return new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      const message = config.timeoutErrorMessage ?? `timeout of ${timeoutMs}ms exceeded`;
+      const code = config.transitional?.clarifyTimeoutError === true ? AxiosError.ETIMEDOUT : AxiosError.ECONNABORTED;
+      reject(new AxiosError(message, code, config));
+    }, timeoutMs);
+    unrefTimer(timer);
+    token.then(
+      (value) => {
+        clearTimeout(timer);
+        config.timeout = Math.max(1, Math.floor(timeoutMs - (monotonicNow() - startedAt)));
+        resolve(value);
+      },
+      (error: unknown) => {
+        clearTimeout(timer);
+        reject(error);
+      },
+    );
   });
 }

@@ -30,41 +30,78 @@ export interface RetryOptions {
   maxRetryAfterMs?: number;
 }
 
-/** Options of {@link createTokenRefreshInterceptor}; validated when the interceptor is created. */
-export interface TokenRefreshOptions {
-  /** Token endpoint URL (RFC 6749 §3.2). Give this or `tenantId`, not both. */
-  tokenUrl?: string;
-  /** Microsoft Entra tenant (id or domain); the token URL becomes `{authorityHost}/{tenantId}/oauth2/v2.0/token`. */
-  tenantId?: string;
-  /**
-   * Microsoft Entra authority host, for national clouds; used with `tenantId` only.
-   * @default "https://login.microsoftonline.com"
-   */
-  authorityHost?: string;
+/** Where tokens come from: a token endpoint URL, or a Microsoft Entra tenant. Exactly one of the two. */
+export type TokenEndpointOptions =
+  | {
+      /** Token endpoint URL (RFC 6749 §3.2). */
+      tokenUrl: string;
+      /** Give `tokenUrl` or `tenantId`, not both. */
+      tenantId?: never;
+      /** Goes with `tenantId` only. */
+      authorityHost?: never;
+    }
+  | {
+      /** Give `tokenUrl` or `tenantId`, not both. */
+      tokenUrl?: never;
+      /** Microsoft Entra tenant (id or domain); the token URL becomes `{authorityHost}/{tenantId}/oauth2/v2.0/token`. */
+      tenantId: string;
+      /**
+       * Microsoft Entra authority host, for national clouds.
+       * @default "https://login.microsoftonline.com"
+       */
+      authorityHost?: string;
+    };
+
+/** How the client proves who it is: a client secret, or a client assertion. Exactly one of the two. */
+export type ClientCredentialOptions =
+  | {
+      /** OAuth 2.0 client secret. */
+      clientSecret: string;
+      /** Give `clientSecret` or `clientAssertion`, not both. */
+      clientAssertion?: never;
+      /**
+       * How the client secret is sent. `client_secret_basic` form-encodes id and secret before base64 (RFC 6749 §2.3.1).
+       * @default "client_secret_post"
+       */
+      clientAuthMethod?: ClientAuthMethod;
+    }
+  | {
+      /** Give `clientSecret` or `clientAssertion`, not both. */
+      clientSecret?: never;
+      /**
+       * A function that returns a fresh signed client assertion (RFC 7523), called for every token request;
+       * for certificate credentials or workload identity federation. A fixed string works only with servers
+       * that accept an assertion twice: most refuse a replayed `jti`.
+       */
+      clientAssertion: (() => string | Promise<string>) | string;
+      /** Applies to `clientSecret` only. */
+      clientAuthMethod?: never;
+    };
+
+/**
+ * Options of {@link createTokenRefreshInterceptor}: the common ones, where tokens come from, and the
+ * client's credential. Validated when the interceptor is created; an unknown name is an error.
+ */
+export type TokenRefreshOptions = CommonTokenRefreshOptions & TokenEndpointOptions & ClientCredentialOptions;
+
+/** The options every configuration has, whatever its endpoint and credential. */
+export interface CommonTokenRefreshOptions {
   /** OAuth 2.0 client id. */
   clientId: string;
-  /** OAuth 2.0 client secret. Give this or `clientAssertion`, not both. */
-  clientSecret?: string;
-  /**
-   * A signed client assertion (RFC 7523), or a function returning a fresh one; called for every token
-   * request. Use instead of `clientSecret` for certificate credentials or workload identity federation.
-   */
-  clientAssertion?: string | (() => string | Promise<string>);
   /** Scope(s) to request; an array is joined with spaces, an empty value is left out. */
   scope?: string | readonly string[];
   /** Extra form parameters for the token request, e.g. `{ audience }` for Auth0 or `{ resource }`. */
   extraParams?: Readonly<Record<string, string>>;
   /**
-   * How the client secret is sent. `client_secret_basic` form-encodes id and secret before base64 (RFC 6749 §2.3.1).
-   * @default "client_secret_post"
-   */
-  clientAuthMethod?: ClientAuthMethod;
-  /**
    * Where tokens are kept.
    * @default new InMemoryTokenStore()
    */
   store?: TokenStore;
-  /** Key of this client's token in the store; by default derived from token URL, client id, scope and extra params (never the secret). */
+  /**
+   * Key of this client's token in the store; by default derived from token URL, client id, scope, extra
+   * params and a short fingerprint of the secret (never the secret), so replicas with an old and a new
+   * secret during a rotation keep apart.
+   */
   cacheKey?: string;
   /**
    * From this long before expiry a request still gets the cached token at once and one background refresh starts.
@@ -133,7 +170,7 @@ export interface Settings {
   readonly clientId: string;
   readonly credential:
     | { readonly kind: "secret"; readonly secret: string; readonly method: ClientAuthMethod }
-    | { readonly kind: "assertion"; readonly assertion: () => string | Promise<string> };
+    | { readonly kind: "assertion"; readonly assertion: () => string | Promise<string>; readonly fixed: boolean };
   readonly scope: string | undefined;
   readonly extraParams: Readonly<Record<string, string>>;
   readonly store: TokenStore;
@@ -200,16 +237,54 @@ export function parseSecureUrl(name: string, value: string, allowInsecureHttp: b
   return url;
 }
 
-type Raw = Partial<Record<keyof TokenRefreshOptions, unknown>>;
+/** Every option name, for the unknown-name check; the type below keeps it in step with the option types. */
+const OPTION_NAMES = [
+  "tokenUrl",
+  "tenantId",
+  "authorityHost",
+  "clientId",
+  "clientSecret",
+  "clientAssertion",
+  "clientAuthMethod",
+  "scope",
+  "extraParams",
+  "store",
+  "cacheKey",
+  "refreshMarginMs",
+  "expiryBufferMs",
+  "refreshJitter",
+  "defaultLifetimeMs",
+  "maxLifetimeMs",
+  "httpClient",
+  "timeoutMs",
+  "retry",
+  "allowedOrigins",
+  "allowInsecureHttp",
+  "replayStatuses",
+  "redactErrors",
+  "onEvent",
+] as const;
+type OptionName = (typeof OPTION_NAMES)[number];
+type KeysOfUnion<T> = T extends unknown ? keyof T : never;
+// Fails to compile when an option is added to the types but not to OPTION_NAMES, or the other way round.
+const optionNamesMatchTypes: [OptionName] extends [KeysOfUnion<TokenRefreshOptions>]
+  ? [KeysOfUnion<TokenRefreshOptions>] extends [OptionName]
+    ? true
+    : never
+  : never = true;
+void optionNamesMatchTypes;
+const RETRY_OPTION_NAMES: readonly (keyof RetryOptions)[] = ["attempts", "baseDelayMs", "maxDelayMs", "maxRetryAfterMs"];
 
-/** Validates options, reading own properties only so a polluted `Object.prototype` cannot inject any (ORG-7). */
+type Raw = Partial<Record<OptionName, unknown>>;
+
+/** Validates options, reading own properties only so a polluted `Object.prototype` cannot inject any. */
 export function normalizeOptions(options: TokenRefreshOptions): Settings {
   if (options === null || typeof options !== "object") {
     throw new InvalidOptionError("options must be an object", "ERR_INVALID_ARG_TYPE");
   }
   const raw = options as Raw;
-  const own = <K extends keyof TokenRefreshOptions>(key: K): unknown =>
-    Object.prototype.hasOwnProperty.call(raw, key) ? raw[key] : undefined;
+  rejectUnknownNames("", raw, OPTION_NAMES);
+  const own = (key: OptionName): unknown => (Object.prototype.hasOwnProperty.call(raw, key) ? raw[key] : undefined);
 
   const allowInsecureHttp = optionalBoolean("allowInsecureHttp", own("allowInsecureHttp")) ?? false;
   const tokenUrl = resolveTokenUrl(own("tokenUrl"), own("tenantId"), own("authorityHost"), allowInsecureHttp);
@@ -223,7 +298,7 @@ export function normalizeOptions(options: TokenRefreshOptions): Settings {
     throw new InvalidOptionError('"store" must have get, set and delete methods', "ERR_INVALID_ARG_TYPE");
   }
   const cacheKey =
-    optionalString("cacheKey", own("cacheKey")) ?? defaultCacheKey(tokenUrl, clientId, scope, extraParams);
+    optionalString("cacheKey", own("cacheKey")) ?? defaultCacheKey(tokenUrl, clientId, scope, extraParams, credential);
 
   const httpClient = own("httpClient");
   if (httpClient !== undefined && typeof (httpClient as { request?: unknown }).request !== "function") {
@@ -234,6 +309,7 @@ export function normalizeOptions(options: TokenRefreshOptions): Settings {
   if (retry !== undefined && (retry === null || typeof retry !== "object")) {
     throw new InvalidOptionError('"retry" must be an object', "ERR_INVALID_ARG_TYPE");
   }
+  if (retry !== undefined) rejectUnknownNames("retry.", retry as Record<string, unknown>, RETRY_OPTION_NAMES);
   const ownRetry = (key: keyof RetryOptions): unknown =>
     retry !== undefined && Object.prototype.hasOwnProperty.call(retry, key) ? (retry as Record<string, unknown>)[key] : undefined;
 
@@ -290,10 +366,10 @@ function normalizeCredential(secret: unknown, assertion: unknown, method: unknow
       throw new InvalidOptionError('"clientAuthMethod" applies to "clientSecret" only');
     }
     if (typeof assertion === "function") {
-      return { kind: "assertion", assertion: assertion as () => string | Promise<string> };
+      return { kind: "assertion", assertion: assertion as () => string | Promise<string>, fixed: false };
     }
     const value = requiredString("clientAssertion", assertion);
-    return { kind: "assertion", assertion: () => value };
+    return { kind: "assertion", assertion: () => value, fixed: true };
   }
   if (method !== undefined && method !== "client_secret_post" && method !== "client_secret_basic") {
     throw new InvalidOptionError('"clientAuthMethod" must be "client_secret_post" or "client_secret_basic"');
@@ -361,11 +437,64 @@ function normalizeStatuses(value: unknown): ReadonlySet<number> {
   return new Set(value as number[]);
 }
 
-/** The store key: what makes two configurations interchangeable. Scopes are a set, so they are sorted. */
-function defaultCacheKey(tokenUrl: string, clientId: string, scope: string | undefined, extraParams: Readonly<Record<string, string>>): string {
+/**
+ * The store key: what makes two configurations interchangeable. Scopes are a set, so they are sorted.
+ * A secret's fingerprint keeps the replicas with the old and the new secret of a rotation apart; it
+ * is 32 bits of FNV-1a, far too short to confirm a guess of the secret with.
+ */
+function defaultCacheKey(
+  tokenUrl: string,
+  clientId: string,
+  scope: string | undefined,
+  extraParams: Readonly<Record<string, string>>,
+  credential: Settings["credential"],
+): string {
   const scopes = scope === undefined ? [] : scope.split(" ").sort();
   const params = Object.keys(extraParams).sort().map((key) => [key, extraParams[key]]);
-  return `axios-token-refresh:${JSON.stringify([tokenUrl, clientId, scopes, params])}`;
+  const parts: unknown[] = [tokenUrl, clientId, scopes, params];
+  if (credential.kind === "secret") parts.push(`secret:${fnv1a32(credential.secret)}`);
+  return `axios-token-refresh:${JSON.stringify(parts)}`;
+}
+
+function fnv1a32(text: string): string {
+  let hash = 0x811c9dc5;
+  for (const byte of new TextEncoder().encode(text)) {
+    hash ^= byte;
+    hash = Math.imul(hash, 0x01000193) >>> 0;
+  }
+  return hash.toString(16).padStart(8, "0");
+}
+
+/** Throws for a name that is no option, naming the closest one (a JavaScript caller's `scopes` typo). */
+function rejectUnknownNames(prefix: string, value: object, known: readonly string[]): void {
+  for (const name of Object.keys(value)) {
+    if (known.includes(name)) continue;
+    const closest = closestName(name, known);
+    const hint = closest === undefined ? `; the options are ${known.map((k) => `"${prefix}${k}"`).join(", ")}` : `; did you mean "${prefix}${closest}"?`;
+    throw new InvalidOptionError(`unknown option "${prefix}${name}"${hint}`);
+  }
+}
+
+function closestName(name: string, known: readonly string[]): string | undefined {
+  let best: { name: string; distance: number } | undefined;
+  for (const candidate of known) {
+    const distance = editDistance(name.toLowerCase(), candidate.toLowerCase());
+    if (best === undefined || distance < best.distance) best = { name: candidate, distance };
+  }
+  return best !== undefined && best.distance <= Math.max(2, Math.floor(name.length / 3)) ? best.name : undefined;
+}
+
+/** Levenshtein distance, for option names (a few dozen characters). */
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i += 1) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j += 1) {
+      row[j] = Math.min((previous[j] ?? 0) + 1, (row[j - 1] ?? 0) + 1, (previous[j - 1] ?? 0) + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    previous = row;
+  }
+  return previous[b.length] ?? 0;
 }
 
 function isTokenStore(value: unknown): value is TokenStore {
@@ -395,7 +524,7 @@ function optionalFunction(name: string, value: unknown): unknown {
   throw new InvalidOptionError(`"${name}" must be a function`, "ERR_INVALID_ARG_TYPE");
 }
 
-const MAX_TIMER_MS = 2 ** 31 - 1; // Node runs longer timer delays after 1 ms (EXP-9)
+const MAX_TIMER_MS = 2 ** 31 - 1; // Node runs a longer timer delay after 1 ms instead
 
 /** Validates a duration option (ms, within what a timer can wait); `fallback` when it is not given. */
 export function duration(name: string, value: unknown, fallback: number, min = 0): number {

@@ -2,7 +2,7 @@
  * Where the token may go. The final URL is worked out as axios's adapter will (buildFullPath:
  * an absolute or protocol-relative `url` overrides `baseURL`, CVE-2025-27152), parsed with
  * WHATWG `URL`, and its exact origin compared with the allowed set: no prefix or substring
- * tests (ORG-1, ORG-2). Redirects to other origins lose the header (ORG-4).
+ * tests, which `https://api.example.com.evil.test` would pass. Redirects to other origins lose the header.
  */
 import { TokenRefreshError } from "./errors.js";
 import { isLoopbackHost } from "./options.js";
@@ -68,7 +68,7 @@ export class OriginPolicy {
       if (base !== undefined) return base.origin !== undefined && allowed.origins.has(base.origin) ? allowed : undefined;
       return allowed.origins.has(originOf(url, pageOrigin()) ?? "") ? allowed : undefined;
     }
-    // An absolute url is judged as absolute even when allowAbsoluteUrls is false (axios 1.8.0–1.8.1, ORG-1).
+    // An absolute url is judged as absolute even when allowAbsoluteUrls is false (axios 1.8.0–1.8.1 sent such URLs as they were).
     const origin = originOf(url, pageOrigin());
     if (origin === undefined || !allowed.origins.has(origin)) return undefined;
     if (target.allowAbsoluteUrls === false && base !== undefined && (base.origin === undefined || !allowed.origins.has(base.origin))) {

@@ -1,6 +1,6 @@
 /**
  * When to try the token endpoint again, and how long to wait: transient failures only,
- * exponential backoff with full jitter, and the server's `Retry-After` (ERR-1, ERR-2, ERR-3).
+ * exponential backoff with full jitter, and the server's `Retry-After`.
  */
 import { TokenRequestError } from "./errors.js";
 
@@ -20,6 +20,19 @@ export function isTransient(error: unknown): boolean {
   if (error.code === "ERR_TOKEN_NETWORK" || error.code === "ERR_TOKEN_TIMEOUT") return true;
   if (error.error !== undefined && PERMANENT_OAUTH_ERRORS.has(error.error)) return false;
   return error.status !== undefined && RETRYABLE_STATUS.has(error.status);
+}
+
+/**
+ * Returns true for a refusal that asking again will not change: a 400/401 from the token endpoint
+ * with an OAuth error such as `invalid_client` (a wrong or expired secret, a revoked client).
+ */
+export function isPermanentRefusal(error: unknown): boolean {
+  return (
+    error instanceof TokenRequestError &&
+    (error.status === 400 || error.status === 401) &&
+    error.error !== undefined &&
+    PERMANENT_OAUTH_ERRORS.has(error.error)
+  );
 }
 
 /** Full-jitter exponential backoff (AWS architecture blog): a random wait below min(cap, base·2^(attempt-1)). */

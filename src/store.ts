@@ -125,7 +125,7 @@ export class InMemoryTokenStore implements TokenStore {
   }
 }
 
-/** Returns true for a well-formed entry; anything else read from a store counts as a miss (CACHE-4). */
+/** Returns true for a well-formed entry; anything else read from a store counts as a miss. */
 export function isStoredToken(value: unknown): value is StoredToken {
   if (value === null || typeof value !== "object") return false;
   const token = value as Record<string, unknown>;

@@ -1,26 +1,38 @@
 /**
  * The cache rule, after golang/oauth2's reuseTokenSource and Azure's tokenCycler:
  *
- * - A fresh cached token is returned at once; a request costs a store lookup and two comparisons.
- * - Inside the refresh margin the cached token is still returned, and one background refresh starts.
- *   If it fails, the cached token keeps being served and the next attempt waits a backoff (SF-3, ERR-4).
- * - Past the hard buffer, or with nothing cached, callers wait for a refresh.
- * - At most one refresh runs at a time; every caller shares it (SF-1). Its slot is cleared when it
- *   settles, either way, so a failure is never replayed to later callers (SF-2).
- * - `invalidate()` bumps a generation: a refresh started before it never writes to the store (SF-4).
- * - A caller's AbortSignal only stops that caller waiting; the shared refresh goes on (SF-5).
- * - While the endpoint's `Retry-After` runs, callers fail fast unless a cached token can serve them.
- * - With a store that offers a refresh lock, one process of a fleet fetches; the others wait for what
- *   it stores, and fetch themselves only if nothing arrives in time or the store fails.
+ * - The token this process last fetched or read is kept in memory. While it is fresh it is
+ *   returned at once, synchronously, without touching the store: a warm request costs a clock
+ *   read and two comparisons, whatever store is configured.
+ * - Inside the refresh margin it is still returned, and one background refresh starts. If that
+ *   fails, the token keeps being served and the next attempt waits a backoff.
+ * - Near expiry, or with nothing in memory, callers wait for a refresh. A refresh first looks in
+ *   the store, where another process may have put a newer token, and fetches only if it finds none.
+ * - At most one refresh runs at a time and every caller shares it. Its slot is cleared when it
+ *   settles, either way, so a failure is never replayed to later callers; and since every store
+ *   call is bounded, no store can keep the slot occupied.
+ * - After a refusal that will not change by itself (a wrong secret: `invalid_client` and the
+ *   like), callers get that same error without a token request for a back-off window that starts
+ *   at 1 s and doubles up to 30 s while the refusals go on; while the endpoint's `Retry-After` runs,
+ *   they fail fast unless a token in memory can still serve them.
+ * - `invalidate()` is final: it bumps a generation, and a refresh started before it neither
+ *   serves its token to later callers nor leaves it in the store.
+ * - A 401 for a token we handed out drops that token (compare-and-delete) whatever its age. A
+ *   token that was itself fetched because of a 401 is not dropped again by a 401 during a short
+ *   cool-down: a resource that rejects every token then costs two token requests per cool-down.
+ * - With a store that offers a refresh lock, one process of a fleet fetches; the others wait for
+ *   what it stores, and fetch themselves only if nothing arrives in time or the store fails.
  */
 import type { AxiosInstance } from "axios";
-import { requestToken } from "./client-credentials.js";
+import { acquireToken, throttledError } from "./acquire-token.js";
+import { anySignal, monotonicNow, wallNow } from "./clock.js";
 import { TokenRefreshError, TokenRequestError } from "./errors.js";
 import { emit } from "./events.js";
-import { freshness, now, resolveToken } from "./expiry.js";
+import { freshness } from "./expiry.js";
+import { GuardedStore } from "./guarded-store.js";
 import type { Settings } from "./options.js";
-import { backoffDelay, isTransient, sleep, unrefTimer } from "./retry.js";
-import { isStoredToken, type StoredToken } from "./store.js";
+import { isPermanentRefusal, sleep, unrefTimer } from "./retry.js";
+import type { StoredToken } from "./store.js";
 
 /** Options of a single token lookup. */
 export interface GetTokenOptions {
@@ -30,77 +42,108 @@ export interface GetTokenOptions {
   forceRefresh?: boolean | undefined;
 }
 
-const BACKGROUND_RETRY_MS = 30_000; // Azure Java design: 30 s between attempts while the old token is valid
-const noop = (): void => {};
+/** What a 401 for one of our tokens did: see {@link TokenSource.rejected}. */
+export type RejectedOutcome = "dropped" | "replaced" | "cooldown";
+
+/** Longest wait between background refresh attempts while the old token is still valid (Azure's 30 s). */
+const BACKGROUND_RETRY_MS = 30_000;
+/** The back-off window after a permanent refusal: from 1 s, doubling while refusals go on, to 30 s. */
+const REFUSAL_WINDOW_MS = { first: 1_000, max: 30_000 } as const;
+/** How long a token fetched because of a 401 is protected from being dropped by another 401 (at most a tenth of its lifetime). */
+const UNAUTHORIZED_COOLDOWN_MS = 30_000;
+/** Tokens remembered as ours (to tell our Authorization from a caller's) and as rejected. */
+const REMEMBERED_TOKENS = 4;
+
+interface Refusal {
+  readonly error: unknown;
+  readonly until: number;
+  readonly windowMs: number;
+}
 
 /** Holds one client's token: the cache rule above, over the configured store. */
 export class TokenSource {
   readonly #settings: Settings;
   readonly #client: AxiosInstance;
+  readonly #store: GuardedStore;
   readonly #lifetime = new AbortController();
-  #inflight: Promise<string> | undefined;
+  /** The token this process serves; its one owner is this field. */
+  #current: StoredToken | undefined;
+  #inflight: Promise<StoredToken> | undefined;
   #generation = 0;
   #throttledUntil = 0;
   #nextBackgroundAt = 0;
-  #lastValid: StoredToken | undefined;
-  /** The last few tokens this source handed out, to tell our Authorization from a caller's on a 401. */
+  #refusal: Refusal | undefined;
+  #fetchedAny = false;
+  /** Set when a 401 dropped a token: the next token fetched is under the 401 cool-down. */
+  #refetchForUnauthorized = false;
+  #unauthorizedRefetch: { readonly accessToken: string; readonly until: number } | undefined;
   readonly #handedOut: string[] = [];
-  /** The newest token we fetched, used only when the store itself fails (CACHE-4). */
-  #fallback: StoredToken | undefined;
+  readonly #rejected: string[] = [];
 
   constructor(settings: Settings, client: AxiosInstance) {
     this.#settings = settings;
     this.#client = client;
+    this.#store = new GuardedStore(settings.store, settings.cacheKey, settings.onEvent);
   }
 
-  /** Returns a usable token: synchronously when the store answered synchronously with one, else a promise. */
+  /** Returns a usable token: synchronously when one is held in memory and fresh, else a promise. */
   token(signal?: AbortSignal, forceRefresh?: boolean): string | Promise<string> {
-    if (this.#lifetime.signal.aborted) return Promise.reject(disposedError());
-    if (forceRefresh === true) return this.#wait(this.#refresh(false, this.#fallback), signal);
-    const entry = this.#read();
-    if (entry instanceof Promise) return entry.then((value) => this.#serve(value, signal));
-    return this.#serve(entry, signal);
+    if (this.disposed) return Promise.reject(disposedError());
+    if (forceRefresh === true) {
+      this.#refusal = undefined;
+      return this.#wait(this.#refresh({ force: true }), signal);
+    }
+    const current = this.#current;
+    if (current !== undefined) {
+      const state = freshness(current, wallNow(), this.#settings.expiryBufferMs);
+      if (state === "fresh") return current.accessToken;
+      if (state === "refresh-due") {
+        this.#refreshInBackground(current);
+        return current.accessToken;
+      }
+    }
+    return this.#blocking(current, signal);
   }
 
-  /** Whether `accessToken` is one this source handed out recently (the current one or up to three before it). */
+  /** Whether `accessToken` is one this source handed out recently. */
   handedOut(accessToken: string): boolean {
     return this.#handedOut.includes(accessToken);
   }
 
-  #remember(accessToken: string): void {
-    if (this.#handedOut[0] === accessToken) return;
-    this.#handedOut.unshift(accessToken);
-    if (this.#handedOut.length > 4) this.#handedOut.pop();
+  /** Drops the cached token, here and in the store; a refresh already under way is superseded. */
+  async invalidate(): Promise<void> {
+    this.#generation += 1;
+    this.#inflight = undefined;
+    this.#current = undefined;
+    this.#refusal = undefined;
+    await this.#store.remove(monotonicNow() + this.#settings.timeoutMs);
   }
 
   /**
-   * Drops the cached token. With `rejected`, only if the store still holds that token
-   * (compare-and-delete), so a late 401 cannot evict a newer token (SF-8). Returns what happened:
-   * `dropped`; `replaced` (the store holds another token, or none); or `too-fresh` when the rejected
-   * token is younger than `minAgeMs`, so a resource that answers 401 for other reasons cannot make
-   * every request fetch a token (401-4).
+   * A resource rejected `accessToken` (compare-and-delete): `dropped` when it was the current token
+   * and is gone now, so the next caller fetches; `replaced` when a newer token is already here or in
+   * the store; `cooldown` (only with `cooldown` set) when it was fetched moments ago because of a
+   * 401, so it is kept.
    */
-  async invalidate(rejected?: string, minAgeMs = 0): Promise<"dropped" | "replaced" | "too-fresh"> {
-    if (rejected === undefined) {
-      this.#generation += 1;
-      this.#inflight = undefined;
-      this.#fallback = undefined;
-      await this.#delete();
-      return "dropped";
-    }
-    const entry = await this.#read();
-    if (entry?.accessToken !== rejected) {
-      if (this.#fallback?.accessToken === rejected) this.#fallback = undefined;
+  async rejected(accessToken: string, cooldown: boolean): Promise<RejectedOutcome> {
+    const recent = this.#unauthorizedRefetch;
+    if (cooldown && recent?.accessToken === accessToken && monotonicNow() < recent.until) return "cooldown";
+    remember(this.#rejected, accessToken);
+    const current = this.#current;
+    if (current !== undefined && current.accessToken !== accessToken) return "replaced";
+    const generation = this.#generation;
+    const outcome = await this.#store.removeIfCurrent(accessToken, monotonicNow() + this.#settings.timeoutMs);
+    if (this.#current !== undefined && this.#current.accessToken !== accessToken) return "replaced";
+    if (outcome.kind === "replaced" && outcome.entry !== undefined && generation === this.#generation && this.#usable(outcome.entry, false)) {
+      this.#adopt(outcome.entry);
       return "replaced";
     }
-    const cooldown = Math.min(minAgeMs, (entry.expiresAt - entry.obtainedAt) / 10);
-    if (now() - entry.obtainedAt < cooldown) return "too-fresh";
-    if (this.#fallback?.accessToken === rejected) this.#fallback = undefined;
-    await this.#delete();
+    if (this.#current?.accessToken === accessToken) this.#current = undefined;
+    this.#refetchForUnauthorized = true;
     return "dropped";
   }
 
-  /** Stops backoff waits and timers; a request already on the wire may finish, but nothing more is stored. */
+  /** Ends backoff waits and aborts a token request on the wire; nothing more is stored. */
   dispose(): void {
     this.#inflight = undefined;
     this.#lifetime.abort(disposedError());
@@ -111,183 +154,221 @@ export class TokenSource {
     return this.#lifetime.signal.aborted;
   }
 
-  #serve(entry: StoredToken | undefined, signal: AbortSignal | undefined): string | Promise<string> {
-    const at = now();
-    if (entry !== undefined) {
-      const state = freshness(entry, at, this.#settings.expiryBufferMs);
-      if (state === "fresh") return entry.accessToken;
-      if (state === "refresh-due") {
-        this.#refreshInBackground(at, entry);
-        return entry.accessToken;
-      }
-    }
+  #blocking(current: StoredToken | undefined, signal: AbortSignal | undefined): string | Promise<string> {
+    const at = monotonicNow();
+    const refusal = this.#refusal;
+    if (refusal !== undefined && at < refusal.until) return Promise.reject(refusal.error);
     if (at < this.#throttledUntil) {
-      if (entry !== undefined && at < entry.expiresAt) return entry.accessToken;
+      if (current !== undefined && wallNow() < current.expiresAt) return current.accessToken;
       return Promise.reject(throttledError(this.#throttledUntil - at));
     }
-    return this.#wait(this.#refresh(false, entry), signal);
+    return this.#wait(this.#refresh({ replacing: current?.accessToken }), signal);
   }
 
-  #refreshInBackground(at: number, entry: StoredToken): void {
+  #refreshInBackground(current: StoredToken): void {
+    const at = monotonicNow();
     if (this.#inflight !== undefined || at < this.#nextBackgroundAt || at < this.#throttledUntil) return;
-    this.#refresh(true, entry).catch(() => {
-      const lifetime = entry.expiresAt - entry.obtainedAt;
-      this.#nextBackgroundAt = now() + Math.min(BACKGROUND_RETRY_MS, lifetime / 10);
+    this.#refresh({ background: true, replacing: current.accessToken }).catch(() => {
+      const lifetime = current.expiresAt - current.obtainedAt;
+      this.#nextBackgroundAt = monotonicNow() + Math.min(BACKGROUND_RETRY_MS, lifetime / 10);
     });
   }
 
-  /** Joins the refresh in flight, or starts the one refresh everybody shares; `replacing` is the token it supersedes. */
-  #refresh(background: boolean, replacing: StoredToken | undefined): Promise<string> {
+  /** Joins the refresh in flight, or starts the one refresh everybody shares. */
+  #refresh(how: { background?: boolean; force?: boolean; replacing?: string | undefined }): Promise<StoredToken> {
     if (this.#inflight !== undefined) return this.#inflight;
+    const background = how.background === true;
     const generation = this.#generation;
-    const startedAt = now();
-    const refresh: Promise<string> = this.#acquire(generation, replacing?.accessToken)
+    const startedAt = monotonicNow();
+    const refresh: Promise<StoredToken> = this.#obtain(generation, how.force === true, how.replacing ?? this.#current?.accessToken)
       .then(
-        (entry) => {
-          this.#remember(entry.accessToken);
+        ({ entry, fetched }) => {
+          if (generation !== this.#generation) return entry; // superseded by invalidate(): not ours to serve
+          this.#adopt(entry);
           this.#throttledUntil = 0;
           this.#nextBackgroundAt = 0;
-          emit(this.#settings.onEvent, {
-            type: "token_refreshed",
-            durationMs: now() - startedAt,
-            expiresAt: entry.expiresAt,
-            background,
-          });
-          return entry.accessToken;
+          this.#refusal = undefined;
+          if (fetched) {
+            this.#fetchedAny = true;
+            if (this.#refetchForUnauthorized) {
+              const cooldownMs = Math.min(UNAUTHORIZED_COOLDOWN_MS, (entry.expiresAt - entry.obtainedAt) / 10);
+              this.#unauthorizedRefetch = { accessToken: entry.accessToken, until: monotonicNow() + cooldownMs };
+            }
+            this.#refetchForUnauthorized = false;
+            emit(this.#settings.onEvent, {
+              type: "token_refreshed",
+              durationMs: monotonicNow() - startedAt,
+              expiresAt: entry.expiresAt,
+              background,
+            });
+          }
+          return entry;
         },
         (error: unknown) => {
-          const code = error instanceof TokenRefreshError ? error.code : "ERR_TOKEN_REQUEST";
+          const failure = this.#explain(error);
+          if (!background && isPermanentRefusal(failure)) {
+            const windowMs = this.#refusal === undefined ? REFUSAL_WINDOW_MS.first : Math.min(this.#refusal.windowMs * 2, REFUSAL_WINDOW_MS.max);
+            this.#refusal = { error: failure, until: monotonicNow() + windowMs, windowMs };
+          }
+          const code = failure instanceof TokenRefreshError ? failure.code : "ERR_TOKEN_REQUEST";
           emit(this.#settings.onEvent, { type: "refresh_failed", code, servingCachedToken: background });
-          throw error;
+          throw failure;
         },
       )
       .finally(() => {
         if (this.#inflight === refresh) this.#inflight = undefined;
       });
-    refresh.catch(noop); // every waiter has its own chain; this one only keeps a refresh nobody awaits from going unhandled (SF-7)
+    // Every waiter has its own chain; this one only keeps a refresh nobody awaits from going unhandled.
+    refresh.catch(() => {});
     this.#inflight = refresh;
     return refresh;
   }
 
-  /** Gets a new token within the time budget and stores it, unless an invalidation or dispose superseded it. */
-  async #acquire(generation: number, replacing: string | undefined): Promise<StoredToken> {
+  /**
+   * Gets a token within the time budget: a newer one from the store, or one fetched (under the
+   * fleet's lock when the store has one) and stored.
+   */
+  async #obtain(generation: number, force: boolean, replacing: string | undefined): Promise<{ entry: StoredToken; fetched: boolean }> {
     const { timeoutMs } = this.#settings;
-    const deadline = now() + timeoutMs;
+    const deadline = monotonicNow() + timeoutMs;
     const budget = new AbortController();
     const timer = setTimeout(() => budget.abort(timeoutError(timeoutMs)), timeoutMs);
     unrefTimer(timer);
-    // Waits end on dispose too; a request already on the wire is left to finish.
-    const waits = AbortSignal.any([budget.signal, this.#lifetime.signal]);
+    // dispose() ends the request on the wire too, so a process can exit right after it.
+    const limits = anySignal([budget.signal, this.#lifetime.signal]);
     const fetchAndStore = async (): Promise<StoredToken> => {
-      const entry = await this.#fetch(deadline, budget.signal, waits);
-      if (generation === this.#generation && !this.disposed) await this.#write(entry);
+      const entry = await acquireToken(this.#client, this.#settings, {
+        deadline,
+        signal: limits.signal,
+        onRetryAfter: (retryAfterMs) => this.#throttle(retryAfterMs),
+      });
+      await this.#write(entry, generation, deadline);
       return entry;
     };
     try {
-      const shared = await this.#underSharedLock(deadline, waits, replacing, fetchAndStore);
-      return shared ?? (await fetchAndStore());
+      if (!force) {
+        const { entry: stored, failed } = await this.#store.read(deadline);
+        if (stored !== undefined && stored.accessToken !== replacing && this.#usable(stored, false)) return { entry: stored, fetched: false };
+        // A store that failed or hung once is not asked again in this acquisition: we fetch by ourselves.
+        if (failed) return { entry: await fetchAndStore(), fetched: true };
+      }
+      const sharedUntil = await this.#store.throttledUntil(deadline);
+      if (sharedUntil !== undefined && sharedUntil > wallNow()) {
+        this.#throttledUntil = Math.max(this.#throttledUntil, monotonicNow() + (sharedUntil - wallNow()));
+        throw throttledError(sharedUntil - wallNow());
+      }
+      if (this.#store.locks) {
+        const shared = await this.#underSharedLock(deadline, limits.signal, force, replacing, fetchAndStore);
+        if (shared !== undefined) return shared;
+      }
+      return { entry: await fetchAndStore(), fetched: true };
     } finally {
       clearTimeout(timer);
+      limits.dispose();
     }
   }
 
   /**
    * With a store that offers a refresh lock: fetch while holding it, or wait for the holder's token.
-   * Returns undefined when there is no lock, the store fails, or nothing arrived in time: the caller
-   * then fetches by itself rather than hang.
+   * Returns undefined when the store fails or nothing arrived in time: the caller then fetches by
+   * itself rather than hang.
    */
   async #underSharedLock(
     deadline: number,
-    waits: AbortSignal,
+    signal: AbortSignal,
+    force: boolean,
     replacing: string | undefined,
     fetchAndStore: () => Promise<StoredToken>,
-  ): Promise<StoredToken | undefined> {
-    const { store, cacheKey, timeoutMs, expiryBufferMs } = this.#settings;
-    if (typeof store.acquireRefreshLock !== "function" || typeof store.releaseRefreshLock !== "function") return undefined;
+  ): Promise<{ entry: StoredToken; fetched: boolean } | undefined> {
+    const { timeoutMs } = this.#settings;
     // Keep part of the budget for fetching ourselves if the holder never delivers.
     const waitUntil = deadline - Math.min(timeoutMs / 4, 2_000);
     const arrived = async (): Promise<StoredToken | undefined> => {
-      const entry = await this.#read();
-      return entry !== undefined && entry.accessToken !== replacing && freshness(entry, now(), expiryBufferMs) !== "expired"
-        ? entry
-        : undefined;
+      const { entry } = await this.#store.read(deadline);
+      return entry !== undefined && entry.accessToken !== replacing && this.#usable(entry, false) ? entry : undefined;
     };
-    for (let delayMs = 25; now() < waitUntil; delayMs = Math.min(delayMs * 2, 250)) {
-      let lockId: string | undefined;
-      try {
-        // A dead holder's lock frees halfway through our wait, so we are still here to take over.
-        lockId = await store.acquireRefreshLock(cacheKey, Math.max(1, Math.floor((waitUntil - now()) / 2)));
-      } catch {
-        this.#storeFailed("lock");
-        return undefined;
-      }
-      if (typeof lockId === "string") {
-        const held = lockId;
+    for (let delayMs = 25, attempt = 0; monotonicNow() < waitUntil && attempt < 1_000; delayMs = Math.min(delayMs * 2, 250), attempt += 1) {
+      // A dead holder's lock frees halfway through our wait, so we are still here to take over.
+      const lock = await this.#store.acquireLock(Math.max(1, Math.floor((waitUntil - monotonicNow()) / 2)), deadline);
+      if (lock.kind === "failed") return undefined;
+      if (lock.kind === "acquired") {
         try {
-          // Another process may have stored a token between our read and our lock.
-          return (await arrived()) ?? (await fetchAndStore());
+          // Another process may have stored a token between our read and our lock; a forced refresh fetches regardless.
+          const entry = force ? undefined : await arrived();
+          return entry !== undefined ? { entry, fetched: false } : { entry: await fetchAndStore(), fetched: true };
         } finally {
-          await Promise.resolve()
-            .then(() => store.releaseRefreshLock?.(cacheKey, held))
-            .catch(() => this.#storeFailed("lock"));
+          this.#store.releaseLock(lock.lockId);
         }
       }
       const entry = await arrived();
-      if (entry !== undefined) return entry;
+      if (entry !== undefined) return { entry, fetched: false };
       // Jittered, so a fleet of waiters does not poll in step.
-      await sleep(Math.min(delayMs * (0.5 + Math.random() / 2), Math.max(0, waitUntil - now())), waits);
+      await sleep(Math.min(delayMs * (0.5 + Math.random() / 2), Math.max(0, waitUntil - monotonicNow())), signal);
     }
     return undefined;
   }
 
-  /** One token from the endpoint, retrying transient failures within the budget (ERR-2, ERR-3). */
-  async #fetch(deadline: number, budget: AbortSignal, waits: AbortSignal): Promise<StoredToken> {
-    const { retry } = this.#settings;
-    for (let attempt = 1; ; attempt += 1) {
-      if (this.disposed) throw disposedError();
-      const sentAt = now();
-      let failure: unknown;
-      try {
-        const response = await requestToken(this.#client, this.#settings, { timeoutMs: deadline - sentAt, signal: budget });
-        return resolveToken(
-          { accessToken: response.access_token, expiresIn: response.expires_in, refreshIn: response.refresh_in, cacheKey: this.#settings.cacheKey },
-          sentAt,
-          this.#settings,
-        );
-      } catch (error) {
-        failure = budget.aborted ? (budget.reason as unknown) : error;
-      }
-      const retryAfterMs =
-        failure instanceof TokenRequestError && failure.retryAfterMs !== undefined
-          ? Math.min(failure.retryAfterMs, retry.maxRetryAfterMs)
-          : undefined;
-      if (retryAfterMs !== undefined) this.#throttle(retryAfterMs);
-      if (attempt >= retry.attempts || !isTransient(failure) || this.disposed) throw failure;
-      const delayMs = retryAfterMs ?? backoffDelay(attempt, retry.baseDelayMs, retry.maxDelayMs);
-      if (now() + delayMs >= deadline) {
-        throw retryAfterMs === undefined ? failure : throttledError(retryAfterMs, failure as TokenRequestError);
-      }
-      emit(this.#settings.onEvent, { type: "request_retried", attempt, delayMs, code: (failure as TokenRequestError).code });
-      await sleep(delayMs, waits);
+  /** Writes a fetched token; if `invalidate()` ran meanwhile, takes it back out of the store. */
+  async #write(entry: StoredToken, generation: number, deadline: number): Promise<void> {
+    if (generation !== this.#generation || this.disposed) return;
+    const written = await this.#store.write(entry, deadline);
+    if (generation !== this.#generation) {
+      await this.#store.removeIfCurrent(entry.accessToken, monotonicNow() + this.#settings.timeoutMs);
+      return;
     }
+    if (written) emit(this.#settings.onEvent, { type: "token_cached", expiresAt: entry.expiresAt, refreshAt: entry.refreshAt });
+  }
+
+  #adopt(entry: StoredToken): void {
+    this.#current = entry;
+    remember(this.#handedOut, entry.accessToken);
+  }
+
+  /** Whether an entry from the store can be served: not rejected, and not near expiry (fresh only, for a background refresh). */
+  #usable(entry: StoredToken, freshOnly: boolean): boolean {
+    if (this.#rejected.includes(entry.accessToken)) return false;
+    const state = freshness(entry, wallNow(), this.#settings.expiryBufferMs);
+    return state === "fresh" || (!freshOnly && state === "refresh-due");
   }
 
   #throttle(retryAfterMs: number): void {
-    this.#throttledUntil = Math.max(this.#throttledUntil, now() + retryAfterMs);
+    this.#throttledUntil = Math.max(this.#throttledUntil, monotonicNow() + retryAfterMs);
+    this.#store.shareThrottle(wallNow() + retryAfterMs);
     emit(this.#settings.onEvent, { type: "throttled", retryAfterMs });
   }
 
+  /** Adds what only the source knows to an endpoint's refusal: a fixed assertion that was already used. */
+  #explain(error: unknown): unknown {
+    if (
+      error instanceof TokenRequestError &&
+      error.error === "invalid_client" &&
+      this.#fetchedAny &&
+      this.#settings.credential.kind === "assertion" &&
+      this.#settings.credential.fixed
+    ) {
+      return new TokenRequestError(
+        `${error.message} (the fixed "clientAssertion" string already served a token, and this server refuses an assertion it has seen: pass a function that returns a fresh assertion)`,
+        error.code,
+        error,
+      );
+    }
+    return error;
+  }
+
   /** Waits for the shared refresh, or until this caller's signal aborts. */
-  #wait(refresh: Promise<string>, signal: AbortSignal | undefined): Promise<string> {
-    if (signal === undefined || typeof signal.addEventListener !== "function") return refresh;
+  #wait(refresh: Promise<StoredToken>, signal: AbortSignal | undefined): Promise<string> {
+    const generation = this.#generation;
+    // A refresh superseded by invalidate() while this caller waited is not served: the caller waits for the next one.
+    const token = refresh.then((entry) => (generation === this.#generation ? entry.accessToken : this.#retryAfterInvalidate(signal)));
+    if (signal === undefined || typeof signal.addEventListener !== "function") return token;
     if (signal.aborted) return Promise.reject(abortedError(signal.reason));
     return new Promise<string>((resolve, reject) => {
       const onAbort = (): void => reject(abortedError(signal.reason));
       signal.addEventListener("abort", onAbort, { once: true });
-      refresh.then(
-        (token) => {
+      token.then(
+        (value) => {
           signal.removeEventListener("abort", onAbort);
-          resolve(token);
+          resolve(value);
         },
         (error: unknown) => {
           signal.removeEventListener("abort", onAbort);
@@ -297,65 +378,23 @@ export class TokenSource {
     });
   }
 
-  /** Reads the store; a throw, a rejection or a malformed entry is a miss (CACHE-4). */
-  #read(): StoredToken | undefined | Promise<StoredToken | undefined> {
-    const { store, cacheKey } = this.#settings;
-    let value: unknown;
-    try {
-      value = store.get(cacheKey);
-    } catch {
-      this.#storeFailed("get");
-      return this.#fallback;
-    }
-    if (value === this.#lastValid) return value as StoredToken;
-    if (isThenable(value)) {
-      return Promise.resolve(value).then(
-        (resolved) => this.#validate(resolved),
-        () => {
-          this.#storeFailed("get");
-          return this.#fallback;
-        },
-      );
-    }
-    return this.#validate(value);
-  }
-
-  #validate(value: unknown): StoredToken | undefined {
-    if (value === undefined || value === null) return undefined;
-    if (!isStoredToken(value)) return undefined;
-    this.#lastValid = value;
-    this.#remember(value.accessToken);
-    return value;
-  }
-
-  async #write(entry: StoredToken): Promise<void> {
-    this.#fallback = entry;
-    try {
-      await this.#settings.store.set(this.#settings.cacheKey, entry);
-    } catch {
-      // The token still reaches its callers; the fallback serves it while the store is down.
-      this.#storeFailed("set");
-    }
-    emit(this.#settings.onEvent, { type: "token_cached", expiresAt: entry.expiresAt, refreshAt: entry.refreshAt });
-  }
-
-  async #delete(): Promise<void> {
-    this.#lastValid = undefined;
-    try {
-      await this.#settings.store.delete(this.#settings.cacheKey);
-    } catch {
-      // A store that cannot delete will be overwritten by the next refresh.
-      this.#storeFailed("delete");
-    }
-  }
-
-  #storeFailed(operation: "get" | "set" | "delete" | "lock"): void {
-    emit(this.#settings.onEvent, { type: "store_failed", operation });
+  #retryAfterInvalidate(signal: AbortSignal | undefined): Promise<string> {
+    const generation = this.#generation;
+    return this.#refresh({}).then((entry) => {
+      if (generation !== this.#generation) throw new TokenRefreshError("the token was invalidated again while it was being fetched", "ERR_TOKEN_ABORTED");
+      return entry.accessToken;
+    }, (error: unknown) => {
+      throw signal?.aborted === true ? abortedError(signal.reason) : error;
+    });
   }
 }
 
-function isThenable(value: unknown): value is PromiseLike<unknown> {
-  return value !== null && typeof value === "object" && typeof (value as { then?: unknown }).then === "function";
+function remember(list: string[], accessToken: string): void {
+  if (list[0] === accessToken) return;
+  const at = list.indexOf(accessToken);
+  if (at !== -1) list.splice(at, 1);
+  list.unshift(accessToken);
+  if (list.length > REMEMBERED_TOKENS) list.pop();
 }
 
 /** The error every call gets after `dispose()`. */
@@ -369,15 +408,4 @@ function timeoutError(timeoutMs: number): TokenRequestError {
 
 function abortedError(reason: unknown): TokenRefreshError {
   return new TokenRefreshError("stopped waiting for a token: the caller's signal aborted", "ERR_TOKEN_ABORTED", { cause: reason });
-}
-
-function throttledError(retryAfterMs: number, from?: TokenRequestError): TokenRequestError {
-  const seconds = Math.ceil(retryAfterMs / 1000);
-  return new TokenRequestError(`token endpoint is throttling requests; try again in ${seconds} s`, "ERR_TOKEN_THROTTLED", {
-    status: from?.status,
-    error: from?.error,
-    errorDescription: from?.errorDescription,
-    errorUri: from?.errorUri,
-    retryAfterMs,
-  });
 }

@@ -1,4 +1,5 @@
 import axios from "axios";
+import axiosFloor from "axios-nested";
 import { describe, expect, it } from "vitest";
 import { createTokenRefreshInterceptor, InvalidTokenResponseError, TokenRequestError, type TokenRefreshOptions } from "../src/index.js";
 import { expectNoSecrets } from "./helpers/secrets.js";
@@ -87,6 +88,32 @@ describe("the token request (RFC 6749 §4.4.2)", () => {
     expect((error as TokenRequestError).status).toBe(307);
     expect(server.count).toBe(1);
     expect(elsewhere.count).toBe(0);
+  });
+
+  it.each([
+    ["http", 301],
+    ["http", 302],
+    ["http", 303],
+    ["http", 307],
+    ["http", 308],
+    ["fetch", 301],
+    ["fetch", 302],
+    ["fetch", 303],
+    ["fetch", 307],
+    ["fetch", 308],
+  ] as const)("with the %s adapter, a %i from the token endpoint is refused and the secret goes nowhere else", async (adapter, status) => {
+    for (const [copy, axiosOf] of [["the installed axios", axios], ["axios 1.16.1 (whose fetch adapter ignores maxRedirects)", axiosFloor]] as const) {
+      const elsewhere = await startTokenServer();
+      const { error, server } = await tokenFrom(() => ({ status, headers: { Location: elsewhere.url } }), {
+        httpClient: axiosOf.create({ adapter }),
+      });
+      expect(error, copy).toBeInstanceOf(TokenRequestError);
+      expect((error as TokenRequestError).code, copy).toBe("ERR_TOKEN_REQUEST");
+      expect(String(error), copy).toMatch(/redirect/);
+      expect(server.count, copy).toBe(1);
+      expect(elsewhere.count, copy).toBe(0);
+      expectNoSecrets(error, SECRET, encodeURIComponent(SECRET));
+    }
   });
 
   it("uses the given httpClient for token requests", async () => {

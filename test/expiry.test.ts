@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { freshness, parseSeconds, resolveToken, type ExpiryPolicy } from "../src/expiry.js";
+import { CLOCK_SKEW_TOLERANCE_MS, freshness, parseSeconds, resolveToken, type ExpiryPolicy } from "../src/expiry.js";
 import { jwtWithRawPayload, unsignedJwt } from "./helpers/jwt.js";
 
 const policy: ExpiryPolicy = {
@@ -122,7 +122,12 @@ describe("refresh thresholds clamp to the token's lifetime (EXP-7)", () => {
     expect(early.refreshAt).toBe(SENT + 3_600_000 - 300_000 - 30_000);
   });
 
-  it("a clock turned back before the token was obtained discards it (EXP-8)", () => {
-    expect(freshness(token(3_600_000), SENT - 1, 30_000)).toBe("expired");
+  it("a token obtained a little in the future (another replica's clock runs ahead) is fresh", () => {
+    expect(freshness(token(3_600_000), SENT - 2_000, 30_000)).toBe("fresh");
+    expect(freshness(token(3_600_000), SENT - CLOCK_SKEW_TOLERANCE_MS, 30_000)).toBe("fresh");
+  });
+
+  it("a clock turned back further than replicas' clocks differ discards the token", () => {
+    expect(freshness(token(3_600_000), SENT - CLOCK_SKEW_TOLERANCE_MS - 1, 30_000)).toBe("expired");
   });
 });

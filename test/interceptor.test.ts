@@ -112,4 +112,40 @@ describe("request interceptor", () => {
     api.interceptors.request.use(createTokenRefreshInterceptor({ tokenUrl: tokens.url, clientId: "c", clientSecret: "s" }));
     await expect(api.get("http://127.0.0.1:1/x")).rejects.toMatchObject({ code: "ERR_ORIGIN_NOT_CONFIGURED" });
   });
+
+  it("a URL with a user and password is the caller's own credential: no token is fetched or attached", async () => {
+    const { api, resource, tokens } = await setup();
+    const withUser = resource.origin.replace("http://", "http://alice:wonderland@");
+    await api.get(`${withUser}/v1/me`);
+    expect(tokens.count).toBe(0);
+    expect(resource.authorizations).toEqual([`Basic ${Buffer.from("alice:wonderland").toString("base64")}`]);
+  });
+
+  it("axios timeout bounds the whole call: a slow token endpoint makes the request fail as axios times out", async () => {
+    const gate = defer();
+    const { api, resource, tokens } = await setup(async (r, n) => (await gate.promise, issueTokens(r, n)));
+    const started = performance.now();
+    const error = await api.get("/slow", { timeout: 200 }).catch((e: unknown) => e);
+    const elapsed = performance.now() - started;
+    expect(axios.isAxiosError(error) && error.code).toBe("ECONNABORTED");
+    expect(String(error)).toContain("timeout of 200ms exceeded");
+    expect(elapsed).toBeLessThan(1_000);
+    const clarified = await api.get("/slow", { timeout: 100, transitional: { clarifyTimeoutError: true } }).catch((e: unknown) => e);
+    expect(axios.isAxiosError(clarified) && clarified.code).toBe("ETIMEDOUT");
+    // The shared fetch went on: the next request gets its token without a second token request.
+    gate.resolve();
+    await expect(api.get("/after")).resolves.toMatchObject({ data: { authorization: "Bearer token-1" } });
+    expect(tokens.count).toBe(1);
+    expect(resource.requests.map((r) => r.url)).toEqual(["/v1/after"]);
+  });
+
+  it("the request gets what is left of its timeout after the token wait", async () => {
+    const { api } = await setup(async (r, n) => (await new Promise((resolve) => setTimeout(resolve, 150)), issueTokens(r, n)));
+    const cold = await api.get("/a", { timeout: 2_000 });
+    // The adapter ran with the config the interceptor returned: 2 s less the ~150 ms token wait.
+    expect(cold.config.timeout).toBeLessThanOrEqual(2_000 - 140);
+    expect(cold.config.timeout).toBeGreaterThan(1_000);
+    const warm = await api.get("/b", { timeout: 2_000 });
+    expect(warm.config.timeout).toBe(2_000); // a warm token costs no time
+  });
 });

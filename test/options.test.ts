@@ -32,6 +32,11 @@ describe("options are validated at construction", () => {
     [{ ...base, allowedOrigins: ["http://api.example.com"] }, '"allowedOrigins[0]" must use https:', "ERR_INVALID_ARG_VALUE"],
     [{ ...base, replayStatuses: [500] }, '"replayStatuses" must be an array of 4xx status codes', "ERR_INVALID_ARG_VALUE"],
     [{ ...base, tenantId: undefined, tokenUrl: undefined, authorityHost: "x" }, 'exactly one of "tokenUrl" and "tenantId"', "ERR_INVALID_ARG_VALUE"],
+    [{ ...base, scopes: ["a"] }, 'unknown option "scopes"; did you mean "scope"?', "ERR_INVALID_ARG_VALUE"],
+    [{ ...base, clientsecret: "s" }, 'unknown option "clientsecret"; did you mean "clientSecret"?', "ERR_INVALID_ARG_VALUE"],
+    [{ ...base, tokenURL: "https://x" }, 'unknown option "tokenURL"; did you mean "tokenUrl"?', "ERR_INVALID_ARG_VALUE"],
+    [{ ...base, retry: { attempt: 2 } }, 'unknown option "retry.attempt"; did you mean "retry.attempts"?', "ERR_INVALID_ARG_VALUE"],
+    [{ ...base, frobnicate: true }, 'unknown option "frobnicate"; the options are "tokenUrl", "tenantId"', "ERR_INVALID_ARG_VALUE"],
   ])("%j → TypeError %s", (options, message, code) => {
     const error = (() => {
       try {
@@ -62,6 +67,12 @@ describe("options are validated at construction", () => {
 
   it("keeps the secret out of the default cache key", () => {
     expect(JSON.stringify(createTokenRefreshInterceptor({ ...base, clientSecret: "super-secret-value" }))).not.toContain("super-secret-value");
+  });
+
+  it("gives an old and a new secret different default cache keys, so a rotating fleet does not share one entry", () => {
+    const keyOf = (clientSecret: string) => (JSON.parse(JSON.stringify(createTokenRefreshInterceptor({ ...base, clientSecret }))) as { cacheKey: string }).cacheKey;
+    expect(keyOf("old-secret")).not.toBe(keyOf("new-secret"));
+    expect(keyOf("old-secret")).toBe(keyOf("old-secret"));
   });
 
   it("reads own properties only: a polluted Object.prototype is not an option (ORG-7)", () => {

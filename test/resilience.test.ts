@@ -141,6 +141,74 @@ describe("Retry-After and throttling (ERR-3)", () => {
   });
 });
 
+describe("a refusal that asking again will not change (a wrong secret)", () => {
+  const invalidClient: Handler = () => ({ status: 401, body: { error: "invalid_client", error_description: "bad secret" } });
+
+  it("100 sequential calls with a wrong secret make 1 token request; each caller gets the typed error at once", async () => {
+    const { server, auth } = await setup(invalidClient);
+    const errors: unknown[] = [];
+    for (let i = 0; i < 100; i += 1) errors.push(await auth.getAccessToken().catch((e: unknown) => e));
+    expect(server.count).toBe(1);
+    expect(errors.every((e) => e instanceof TokenRequestError && e.code === "ERR_TOKEN_REQUEST" && e.error === "invalid_client")).toBe(true);
+  });
+
+  it("the window starts at 1 s and doubles while the refusals go on, up to 30 s", async () => {
+    vi.useFakeTimers({ toFake: ["Date", "performance"] });
+    const { server, auth } = await setup(invalidClient);
+    const attemptAfter = async (ms: number) => {
+      vi.advanceTimersByTime(ms);
+      await auth.getAccessToken().catch(() => undefined);
+      return server.count;
+    };
+    expect(await attemptAfter(0)).toBe(1); // window 1 s
+    expect(await attemptAfter(999)).toBe(1);
+    expect(await attemptAfter(1)).toBe(2); // window 2 s
+    expect(await attemptAfter(1_999)).toBe(2);
+    expect(await attemptAfter(1)).toBe(3); // 4 s
+    expect(await attemptAfter(3_999)).toBe(3);
+    expect(await attemptAfter(1)).toBe(4); // 8 s
+    expect(await attemptAfter(8_000)).toBe(5); // 16 s
+    expect(await attemptAfter(16_000)).toBe(6); // 32 s, capped at 30 s
+    expect(await attemptAfter(29_999)).toBe(6);
+    expect(await attemptAfter(1)).toBe(7);
+    expect(await attemptAfter(30_000)).toBe(8);
+  });
+
+  it("a success, invalidate() or forceRefresh ends the window at once", async () => {
+    vi.useFakeTimers({ toFake: ["Date", "performance"] });
+    let refuse = true;
+    const { server, auth } = await setup((r, n) => (refuse ? invalidClient(r, n) : issueTokens(r, n)));
+    await auth.getAccessToken().catch(() => undefined);
+    await auth.getAccessToken().catch(() => undefined);
+    expect(server.count).toBe(1);
+    await auth.invalidate();
+    await auth.getAccessToken().catch(() => undefined);
+    expect(server.count).toBe(2);
+    refuse = false;
+    await expect(auth.getAccessToken({ forceRefresh: true })).resolves.toBe("token-3");
+    expect(server.count).toBe(3);
+  });
+
+  it("a transient failure opens no window: the very next call tries again", async () => {
+    const { server, auth } = await setup((r, n) => (n === 1 ? { status: 503, body: {} } : issueTokens(r, n)), { retry: { attempts: 1 } });
+    await expect(auth.getAccessToken()).rejects.toMatchObject({ status: 503 });
+    await expect(auth.getAccessToken()).resolves.toBe("token-2");
+    expect(server.count).toBe(2);
+  });
+
+  it("a fixed assertion string the server refuses the second time: the error says to pass a function", async () => {
+    const { server, auth } = await setup((r, n) => (n === 1 ? issueTokens(r, n) : { status: 400, body: { error: "invalid_client", error_description: "jti already used" } }), {
+      clientSecret: undefined,
+      clientAssertion: "a.signed.jwt",
+    } as unknown as Partial<TokenRefreshOptions>);
+    await expect(auth.getAccessToken()).resolves.toBe("token-1");
+    const error = await auth.getAccessToken({ forceRefresh: true }).catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: "ERR_TOKEN_REQUEST", status: 400, error: "invalid_client" });
+    expect(String(error)).toContain("pass a function that returns a fresh assertion");
+    expect(server.count).toBe(2);
+  });
+});
+
 describe("the time budget (timeoutMs)", () => {
   it("an endpoint that accepts and never answers is given up on within the budget; every waiter is rejected; the next call tries again", async () => {
     const { server, auth } = await setup((r, n) => (n === 1 ? { hang: true } : issueTokens(r, n)), { timeoutMs: 300 });
@@ -190,6 +258,32 @@ describe("figures for the closing note", () => {
 });
 
 describe("dispose()", () => {
+  it("aborts a token request still on the wire: a process can exit right after dispose()", async () => {
+    const hung = await startTokenServer(() => ({ hang: true }));
+    const fixture = fileURLToPath(new URL("./fixtures/dispose-hung.ts", import.meta.url));
+    const child = spawn(process.execPath, ["--import", "tsx", fixture], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, TOKEN_URL: hung.url } });
+    let output = "";
+    child.stdout.on("data", (chunk: Buffer) => (output += chunk.toString()));
+    child.stderr.on("data", (chunk: Buffer) => (output += chunk.toString()));
+    const code = await new Promise<number | null>((resolve) => {
+      const timer = setTimeout(() => {
+        child.kill("SIGKILL");
+        resolve(null);
+      }, 8_000);
+      child.on("exit", (exitCode) => {
+        clearTimeout(timer);
+        resolve(exitCode);
+      });
+    });
+    const exitMs = Number(/dispose→exit (\d+) ms/.exec(output)?.[1] ?? Number.NaN);
+    expect(output).toContain("waiter: ERR_DISPOSED");
+    expect(code).toBe(0);
+    // The budget is 30 s; without the abort the process would live until the hung request timed out.
+    process.stdout.write(`[dispose figures] dispose() to exit with a hung token request: ${exitMs} ms\n`);
+    expect(exitMs).toBeLessThan(1_000);
+    expect(hung.count).toBe(1);
+  }, 15_000);
+
   it("leaves no handle behind: a process that used the interceptor exits by itself", async () => {
     const fixture = fileURLToPath(new URL("./fixtures/dispose-exit.ts", import.meta.url));
     const child = spawn(process.execPath, ["--import", "tsx", fixture], { stdio: ["ignore", "pipe", "pipe"] });

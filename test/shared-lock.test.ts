@@ -97,4 +97,32 @@ describe("cross-process refresh lock (store contract)", () => {
     await expect(members[0]!.getAccessToken()).resolves.toBe("token-1");
     expect(server.count).toBe(1);
   });
+
+  it("forceRefresh on a fleet member fetches a new token even though the store holds a valid one", async () => {
+    const store = lockingStore();
+    const { server, members } = await fleet(2, store);
+    await expect(members[0]!.getAccessToken()).resolves.toBe("token-1");
+    await expect(members[1]!.getAccessToken()).resolves.toBe("token-1"); // read from the store
+    await expect(members[1]!.getAccessToken({ forceRefresh: true })).resolves.toBe("token-2");
+    expect(server.count).toBe(2);
+    // Member 0 still holds token-1 while the store holds member 1's token-2: forcing still fetches.
+    await expect(members[0]!.getAccessToken({ forceRefresh: true })).resolves.toBe("token-3");
+    expect(server.count).toBe(3);
+  });
+
+  it("token_refreshed is emitted only by the member that fetched, not by those that read its token", async () => {
+    const store = lockingStore();
+    const gate = defer();
+    const server = await startTokenServer(async (r, n) => (await gate.promise, issueTokens(r, n)));
+    setTimeout(gate.resolve, 50);
+    const events: string[][] = [[], []];
+    const members = [0, 1].map((i) =>
+      createTokenRefreshInterceptor({ tokenUrl: server.url, clientId: "c", clientSecret: "s", store, cacheKey: "shared", onEvent: (e) => events[i]!.push(e.type) }),
+    );
+    // Both cold at once: one takes the lock and fetches, the other waits for what it stores.
+    await Promise.all(members.map((auth) => auth.getAccessToken()));
+    expect(server.count).toBe(1);
+    expect(events[0]).toContain("token_refreshed");
+    expect(events[1]).not.toContain("token_refreshed");
+  });
 });

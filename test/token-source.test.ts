@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { createTokenRefreshInterceptor, InMemoryTokenStore, type StoredToken, type TokenRefreshOptions, type TokenStore } from "../src/index.js";
+import { createTokenRefreshInterceptor, InMemoryTokenStore, type StoredToken, type TokenEvent, type TokenRefreshOptions, type TokenStore } from "../src/index.js";
 import { defer } from "./helpers/defer.js";
 import { issueTokens, startTokenServer, type Handler } from "./helpers/servers.js";
 
@@ -56,14 +56,14 @@ describe("single flight (SF-1, SF-2)", () => {
     expect(results.every((r) => r.status === "rejected")).toBe(true);
   });
 
-  it("invalidate() during a fetch keeps that fetch's token out of the cache (SF-4)", async () => {
+  it("invalidate() during a fetch keeps that fetch's token out of the cache, and from the caller who waited for it", async () => {
     const gate = defer();
     const { server, auth } = await setup(async (r, n) => (n === 1 && (await gate.promise), issueTokens(r, n)));
     const first = auth.getAccessToken();
     await vi.waitFor(() => expect(server.count).toBe(1));
     await auth.invalidate();
     gate.resolve();
-    await expect(first).resolves.toBe("token-1");
+    await expect(first).resolves.toBe("token-2");
     await expect(auth.getAccessToken()).resolves.toBe("token-2");
     await expect(auth.getAccessToken()).resolves.toBe("token-2");
     expect(server.count).toBe(2);
@@ -106,19 +106,19 @@ describe("expiry and refresh timing (EXP-7, SF-3, ERR-4)", () => {
   });
 
   it("a failing background refresh keeps serving the cached token, backs off, and fails only past the hard buffer", async () => {
-    vi.useFakeTimers({ toFake: ["Date"] });
+    vi.useFakeTimers({ toFake: ["Date", "performance"] }); // the backoff runs on the monotonic clock
     vi.setSystemTime(T0);
     const { server, auth } = await setup((r, n) => (n === 1 ? issueTokens(r, n) : { status: 503, body: { error: "temporarily_unavailable" } }));
     await auth.getAccessToken();
-    vi.setSystemTime(T0 + 3_300_000);
+    vi.advanceTimersByTime(3_300_000);
     await expect(auth.getAccessToken()).resolves.toBe("token-1");
     await settle(server, 2);
     for (let i = 0; i < 50; i += 1) await expect(auth.getAccessToken()).resolves.toBe("token-1");
     expect(server.count).toBe(2); // no refresh per request while backing off
-    vi.setSystemTime(T0 + 3_300_000 + 30_000);
+    vi.advanceTimersByTime(30_000);
     await auth.getAccessToken();
     await settle(server, 3);
-    vi.setSystemTime(T0 + 3_570_000);
+    vi.advanceTimersByTime(240_000); // T0 + 3,570 s: inside the hard buffer
     await expect(auth.getAccessToken()).rejects.toMatchObject({ code: "ERR_TOKEN_REQUEST", status: 503 });
   });
 
@@ -172,18 +172,20 @@ describe("stores (CACHE-2, CACHE-4)", () => {
   });
 
   it.each([
-    ["throws", () => { throw new Error("store down"); }],
-    ["rejects", () => Promise.reject(new Error("store down"))],
-    ["returns garbage", () => ({ accessToken: 42, expiresAt: "soon" })],
-    ["returns a NaN expiry", () => ({ accessToken: "x", expiresAt: Number.NaN, refreshAt: 0, obtainedAt: 0 })],
-  ])("a store that %s is a miss, never a failed request", async (_name, get) => {
+    ["throws", () => { throw new Error("store down"); }, "error"],
+    ["rejects", () => Promise.reject(new Error("store down")), "error"],
+    ["returns garbage", () => ({ accessToken: 42, expiresAt: "soon" }), "malformed"],
+    ["returns a NaN expiry", () => ({ accessToken: "x", expiresAt: Number.NaN, refreshAt: 0, obtainedAt: 0, cacheKey: "k" }), "malformed"],
+    ["returns another key's entry", () => ({ accessToken: "other", expiresAt: Date.now() + 60_000, refreshAt: Date.now() + 30_000, obtainedAt: Date.now(), cacheKey: "other-key" }), "wrong_key"],
+  ])("a store that %s is a miss and an event, never a failed request or a wrong token", async (_name, get, reason) => {
+    const events: TokenEvent[] = [];
     const store = { get, set: () => { throw new Error("store down"); }, delete: () => undefined } as unknown as TokenStore;
-    const { server, auth } = await setup(undefined, { store });
+    const { server, auth } = await setup(undefined, { store, cacheKey: "k", onEvent: (e) => events.push(e) });
     await expect(auth.getAccessToken()).resolves.toBe("token-1");
-    const broken = _name === "throws" || _name === "rejects";
-    // A store that fails falls back to the token held in memory; a malformed entry is simply a miss.
-    await expect(auth.getAccessToken()).resolves.toBe(broken ? "token-1" : "token-2");
-    expect(server.count).toBe(broken ? 1 : 2);
+    // The token fetched is kept in memory, so the broken store is not asked again while it is fresh.
+    await expect(auth.getAccessToken()).resolves.toBe("token-1");
+    expect(server.count).toBe(1);
+    expect(events).toContainEqual({ type: "store_failed", operation: "get", reason });
   });
 
   it("InMemoryTokenStore keeps at most maxEntries keys, evicting the least recently used", () => {
@@ -217,7 +219,7 @@ describe("stores (CACHE-2, CACHE-4)", () => {
 
 describe("events", () => {
   it("reports a fetch as token_refreshed and token_cached, with timings and no token", async () => {
-    vi.useFakeTimers({ toFake: ["Date"] });
+    vi.useFakeTimers({ toFake: ["Date", "performance"] });
     vi.setSystemTime(T0);
     const events: unknown[] = [];
     const { auth } = await setup(undefined, { onEvent: (e) => events.push(e) });
@@ -235,8 +237,8 @@ describe("events", () => {
     const { auth } = await setup(undefined, { store, onEvent: (e) => events.push(e) });
     await auth.getAccessToken();
     expect(events.filter((e) => (e as { type: string }).type === "store_failed")).toEqual([
-      { type: "store_failed", operation: "get" },
-      { type: "store_failed", operation: "set" },
+      { type: "store_failed", operation: "get", reason: "error" },
+      { type: "store_failed", operation: "set", reason: "error" },
     ]);
   });
 

@@ -1,0 +1,56 @@
+// Run by .ci/run on the oldest Node that package.json's "engines" admits, after `npm run build`:
+// the built package, under import and require, does its main job against loopback servers.
+// Plain Node (no test runner), since test runners need newer Node than the library does.
+import assert from "node:assert/strict";
+import { createServer } from "node:http";
+import { createRequire } from "node:module";
+
+const require = createRequire(import.meta.url);
+
+function listen(handler) {
+  const server = createServer((req, res) => {
+    let body = "";
+    req.on("data", (chunk) => (body += chunk));
+    req.on("end", () => handler(req, res, body));
+  });
+  return new Promise((resolve) => server.listen(0, "127.0.0.1", () => resolve({ server, origin: `http://127.0.0.1:${server.address().port}` })));
+}
+
+async function exercise(label, library, axios) {
+  let issued = 0;
+  const idp = await listen((_req, res) => {
+    issued += 1;
+    res.writeHead(200, { "Content-Type": "application/json" });
+    res.end(JSON.stringify({ access_token: `token-${issued}`, token_type: "Bearer", expires_in: 3600 }));
+  });
+  const rejected = new Set();
+  const api = await listen((req, res) => {
+    const token = (req.headers.authorization ?? "").replace(/^Bearer /, "");
+    res.writeHead(req.url === "/fail" ? 500 : rejected.has(token) ? 401 : 200, { "Content-Type": "application/json" });
+    res.end(JSON.stringify({ authorization: req.headers.authorization ?? null }));
+  });
+  const client = axios.create({ baseURL: api.origin });
+  const auth = library.createTokenRefreshInterceptor({ tokenUrl: `${idp.origin}/token`, clientId: "c", clientSecret: "s" });
+  auth.attach(client);
+
+  const burst = await Promise.all(Array.from({ length: 20 }, () => client.get("/r")));
+  assert.ok(burst.every((r) => r.data.authorization === "Bearer token-1"), `${label}: burst carries token-1`);
+  assert.equal(issued, 1, `${label}: one token request for a cold burst of 20`);
+
+  rejected.add("token-1");
+  const replayed = await client.get("/r");
+  assert.equal(replayed.data.authorization, "Bearer token-2", `${label}: a 401 is replayed once with a new token`);
+  assert.equal(issued, 2, `${label}: one more token request for the 401`);
+
+  const failure = await client.get("/fail").catch((error) => error);
+  assert.equal(failure.response?.status, 500, `${label}: a resource 500 reaches the caller`);
+  assert.doesNotMatch(JSON.stringify(failure), /token-2/, `${label}: the token is redacted from the error`);
+
+  auth.dispose();
+  idp.server.close();
+  api.server.close();
+}
+
+await exercise("import", await import("axios-token-refresh"), (await import("axios")).default);
+await exercise("require", require("axios-token-refresh"), require("axios"));
+console.log(`floor smoke on node ${process.version}: burst, 401 replay and redaction under import and require`);
