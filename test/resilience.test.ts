@@ -257,11 +257,10 @@ describe("figures for the closing note", () => {
   });
 });
 
-describe("dispose()", () => {
-  it("aborts a token request still on the wire: a process can exit right after dispose()", async () => {
-    const hung = await startTokenServer(() => ({ hang: true }));
-    const fixture = fileURLToPath(new URL("./fixtures/dispose-hung.ts", import.meta.url));
-    const child = spawn(process.execPath, ["--import", "tsx", fixture], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, TOKEN_URL: hung.url } });
+/** Runs test/fixtures/<name> in its own process; it must exit by itself within 8 s or it is killed (code null). */
+async function runFixture(name: string, env: Record<string, string> = {}): Promise<{ code: number | null; output: string }> {
+  const fixture = fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url));
+  const child = spawn(process.execPath, ["--import", "tsx", fixture], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } });
     let output = "";
     child.stdout.on("data", (chunk: Buffer) => (output += chunk.toString()));
     child.stderr.on("data", (chunk: Buffer) => (output += chunk.toString()));
@@ -275,6 +274,13 @@ describe("dispose()", () => {
         resolve(exitCode);
       });
     });
+  return { code, output };
+}
+
+describe("dispose()", () => {
+  it("aborts a token request still on the wire: a process can exit right after dispose()", async () => {
+    const hung = await startTokenServer(() => ({ hang: true }));
+    const { code, output } = await runFixture("dispose-hung.ts", { TOKEN_URL: hung.url });
     const exitMs = Number(/dispose→exit (\d+) ms/.exec(output)?.[1] ?? Number.NaN);
     expect(output).toContain("waiter: ERR_DISPOSED");
     expect(code).toBe(0);
@@ -285,21 +291,7 @@ describe("dispose()", () => {
   }, 15_000);
 
   it("leaves no handle behind: a process that used the interceptor exits by itself", async () => {
-    const fixture = fileURLToPath(new URL("./fixtures/dispose-exit.ts", import.meta.url));
-    const child = spawn(process.execPath, ["--import", "tsx", fixture], { stdio: ["ignore", "pipe", "pipe"] });
-    let output = "";
-    child.stdout.on("data", (chunk: Buffer) => (output += chunk.toString()));
-    child.stderr.on("data", (chunk: Buffer) => (output += chunk.toString()));
-    const code = await new Promise<number | null>((resolve) => {
-      const timer = setTimeout(() => {
-        child.kill("SIGKILL");
-        resolve(null);
-      }, 8_000);
-      child.on("exit", (exitCode) => {
-        clearTimeout(timer);
-        resolve(exitCode);
-      });
-    });
+    const { code, output } = await runFixture("dispose-exit.ts");
     expect(output).toContain("requests: 20 ok");
     expect(output).toContain("after dispose: ERR_DISPOSED");
     expect(code).toBe(0);
