@@ -12,9 +12,12 @@ export interface ExpiryPolicy {
   readonly refreshMarginMs: number;
   readonly expiryBufferMs: number;
   readonly refreshJitter: number;
-  readonly defaultLifetimeMs: number;
-  readonly maxLifetimeMs: number;
 }
+
+/** Lifetime assumed when neither `expires_in` nor a readable JWT `exp` says: neither "expired at once" (MSAL) nor "forever" (golang/oauth2). */
+export const DEFAULT_LIFETIME_MS = 5 * 60_000;
+/** Longest lifetime believed: a larger `expires_in` (a typo, seconds sent as ms) is cut to a day. */
+export const MAX_LIFETIME_MS = 24 * 3_600_000;
 
 /** What `resolveToken` reads from a validated token response. */
 export interface TokenTiming {
@@ -32,9 +35,9 @@ export interface TokenTiming {
 export function resolveToken(timing: TokenTiming, sentAt: number, policy: ExpiryPolicy, random = Math.random): StoredToken {
   const fromExpiresIn = atLeastOneSecond(parseSeconds(timing.expiresIn));
   const fromExp = atLeastOneSecond(jwtLifetime(timing.accessToken, sentAt));
-  let lifetime = fromExpiresIn ?? fromExp ?? policy.defaultLifetimeMs;
+  let lifetime = fromExpiresIn ?? fromExp ?? DEFAULT_LIFETIME_MS;
   if (fromExpiresIn !== undefined && fromExp !== undefined) lifetime = Math.min(fromExpiresIn, fromExp);
-  lifetime = Math.min(lifetime, policy.maxLifetimeMs);
+  lifetime = Math.min(lifetime, MAX_LIFETIME_MS);
 
   const expiresAt = sentAt + lifetime;
   const margin = Math.min(policy.refreshMarginMs, lifetime / 2);
@@ -50,26 +53,38 @@ function atLeastOneSecond(ms: number | undefined): number | undefined {
   return ms !== undefined && ms >= 1000 ? ms : undefined;
 }
 
+/**
+ * From its refresh point on, a token is still served, and one background refresh starts (the soft
+ * margin: `refreshMarginMs`, at most half the lifetime, jittered, or Entra's `refresh_in`).
+ */
+export function shouldRefresh(token: StoredToken, at: number): boolean {
+  return at >= token.refreshAt;
+}
+
+/**
+ * Inside the hard buffer before expiry (`expiryBufferMs`, at most a tenth of the lifetime), past
+ * expiry, or with the clock more than a minute before the token was obtained, a token is not served:
+ * callers wait for a new one.
+ *
+ * A token another replica stored may look obtained a little in the future, since replicas' clocks
+ * differ by a few seconds; that is tolerated, expiry is what matters. A clock that stepped back
+ * further than that would make the token look valid for longer than it is, so it is refetched.
+ */
+export function mustRefresh(token: StoredToken, at: number, expiryBufferMs: number): boolean {
+  const buffer = Math.min(expiryBufferMs, (token.expiresAt - token.obtainedAt) / 10);
+  return at >= token.expiresAt - buffer || at < token.obtainedAt - CLOCK_SKEW_TOLERANCE_MS;
+}
+
 /** How far another replica's clock may run ahead of ours before its tokens look suspicious. */
 export const CLOCK_SKEW_TOLERANCE_MS = 60_000;
 
-/** Where a cached token stands at `at`. */
+/** Where a token stands at `at`: the two rules above in one word, for tests and events. */
 export type Freshness = "fresh" | "refresh-due" | "expired";
 
-/**
- * - fresh: use it.
- * - refresh-due: use it, and refresh in the background (soft margin, ≤ 50% of the lifetime).
- * - expired: within the hard buffer (≤ 10% of the lifetime) or past expiry, or the clock is more
- *   than a minute before the token was obtained: callers wait for a new token.
- *
- * A token another replica stored may look obtained a little in the future, since replicas'
- * clocks differ by a few seconds; that is tolerated, expiry is what matters. A clock that stepped
- * back further than that would make the token look valid for longer than it is, so it is refetched.
- */
+/** Classifies a token by {@link mustRefresh} and {@link shouldRefresh}. */
 export function freshness(token: StoredToken, at: number, expiryBufferMs: number): Freshness {
-  const buffer = Math.min(expiryBufferMs, (token.expiresAt - token.obtainedAt) / 10);
-  if (at >= token.expiresAt - buffer || at < token.obtainedAt - CLOCK_SKEW_TOLERANCE_MS) return "expired";
-  return at >= token.refreshAt ? "refresh-due" : "fresh";
+  if (mustRefresh(token, at, expiryBufferMs)) return "expired";
+  return shouldRefresh(token, at) ? "refresh-due" : "fresh";
 }
 
 /** `expires_in`/`refresh_in` as ms: a positive finite number or numeric string (PayPal, Entra v1 send strings), else undefined. */

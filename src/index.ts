@@ -1,4 +1,6 @@
 export { createTokenRefreshInterceptor } from "./interceptor.js";
+export { createTokenSource } from "./token-source.js";
+export type { AccessToken, GetTokenOptions, TokenSource } from "./token-source.js";
 export type { GetAccessTokenOptions, TokenRefreshInterceptor, TokenRefreshRequestOptions } from "./interceptor.js";
 export { InMemoryTokenStore } from "./store.js";
 export type { InMemoryTokenStoreOptions, StoredToken, TokenStore } from "./store.js";
@@ -7,9 +9,11 @@ export type {
   ClientAuthMethod,
   ClientCredentialOptions,
   CommonTokenRefreshOptions,
+  CommonTokenSourceOptions,
   RetryOptions,
   TokenEndpointOptions,
   TokenRefreshOptions,
+  TokenSourceOptions,
 } from "./options.js";
 export type { NotReplayedReason, StoreFailureReason, StoreOperation, TokenEvent } from "./events.js";
 export {

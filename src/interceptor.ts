@@ -3,15 +3,16 @@
  * origins, and `attach()`, which adds the once-only 401 replay and error redaction.
  * The data path stays straight: request → cached token? → (one shared refresh) → header.
  */
-import axios, { AxiosError, CanceledError, type AxiosInstance, type InternalAxiosRequestConfig } from "axios";
+import { AxiosError, CanceledError, type AxiosInstance, type InternalAxiosRequestConfig } from "axios";
 import { monotonicNow } from "./clock.js";
 import { InvalidOptionError, TokenRefreshError } from "./errors.js";
 import { hasHeader, writeHeader } from "./headers.js";
-import { normalizeOptions, type TokenRefreshOptions } from "./options.js";
+import type { TokenRefreshOptions } from "./options.js";
 import { composeRedirectHook, OriginPolicy, type AllowedOrigins } from "./origin.js";
 import { replayOrRethrow } from "./replay.js";
 import { unrefTimer } from "./retry.js";
-import { disposedError, TokenSource, type GetTokenOptions } from "./token-source.js";
+import { disposedError } from "./token-cache.js";
+import { createCachedSource, renderings, type AccessToken, type GetTokenOptions, type TokenSource } from "./token-source.js";
 
 /** Per-request options, set as `config.tokenRefresh` on an axios request. */
 export interface TokenRefreshRequestOptions {
@@ -34,19 +35,16 @@ declare module "axios" {
 export type GetAccessTokenOptions = GetTokenOptions;
 
 /**
- * A request interceptor (pass it to `instance.interceptors.request.use`) that also hands out
- * tokens to non-axios callers and manages its own lifecycle.
+ * A request interceptor (pass it to `instance.interceptors.request.use`) that is also the
+ * {@link TokenSource} behind it, for callers that are not axios, and manages its own lifecycle.
  */
-export interface TokenRefreshInterceptor {
+export interface TokenRefreshInterceptor extends TokenSource {
   /** Sets `Authorization: Bearer <token>` on requests to allowed origins, fetching a token when needed. */
   <D>(config: InternalAxiosRequestConfig<D>): Promise<InternalAxiosRequestConfig<D>>;
+  /** Returns a valid token with its timing, fetched if needed. */
+  getToken(options?: GetAccessTokenOptions): Promise<AccessToken>;
   /** Returns a valid access token, fetched if needed; for callers that are not axios (fetch, WebSocket). */
   getAccessToken(options?: GetAccessTokenOptions): Promise<string>;
-  /**
-   * Drops the cached token. With `rejectedToken`, only if the cache still holds that token,
-   * so a late caller cannot evict a newer one.
-   */
-  invalidate(rejectedToken?: string): Promise<void>;
   /**
    * Installs the request interceptor and a response interceptor (401 replay, error redaction) on
    * `instance`; returns a function that removes both.
@@ -67,9 +65,7 @@ export interface TokenRefreshInterceptor {
  * @see https://www.rfc-editor.org/rfc/rfc6749#section-4.4
  */
 export function createTokenRefreshInterceptor(options: TokenRefreshOptions): TokenRefreshInterceptor {
-  const settings = normalizeOptions(options);
-  const tokenClient = settings.httpClient ?? axios.create();
-  const source = new TokenSource(settings, tokenClient);
+  const { cache, source: tokens, settings } = createCachedSource(options);
   const origins = new OriginPolicy(settings.allowedOrigins, settings.allowInsecureHttp);
   const detachers = new Set<() => void>();
 
@@ -96,7 +92,7 @@ export function createTokenRefreshInterceptor(options: TokenRefreshOptions): Tok
     }
     if (allowed === undefined) return Promise.resolve(config);
     const granted: AllowedOrigins = allowed;
-    const token = source.token(config.signal as AbortSignal | undefined);
+    const token = cache.token(config.signal as AbortSignal | undefined);
     if (typeof token === "string") return Promise.resolve(authorize(config, token, granted));
     return withinRequestTimeout(config, token).then(
       (value) => authorize(config, value, granted),
@@ -110,20 +106,9 @@ export function createTokenRefreshInterceptor(options: TokenRefreshOptions): Tok
     );
   };
 
-  const getAccessToken = (tokenOptions?: GetAccessTokenOptions): Promise<string> =>
-    Promise.resolve(source.token(tokenOptions?.signal, tokenOptions?.forceRefresh));
-
-  const invalidate = async (rejectedToken?: string): Promise<void> => {
-    if (rejectedToken !== undefined && typeof rejectedToken !== "string") {
-      throw new InvalidOptionError('"rejectedToken" must be a string', "ERR_INVALID_ARG_TYPE");
-    }
-    if (rejectedToken === undefined) await source.invalidate();
-    else await source.rejected(rejectedToken, false);
-  };
-
   const attach = (instance: AxiosInstance): (() => void) => {
-    if (source.disposed) throw disposedError();
-    if (instance === tokenClient) {
+    if (cache.disposed) throw disposedError();
+    if (instance === settings.httpClient) {
       throw new InvalidOptionError('"httpClient" must not be the instance the interceptor is attached to: token requests would recurse');
     }
     const baseURL = instance.defaults.baseURL;
@@ -131,7 +116,7 @@ export function createTokenRefreshInterceptor(options: TokenRefreshOptions): Tok
       throw new InvalidOptionError('the axios instance has no "baseURL": list "allowedOrigins" so the token knows where it may go');
     }
     const requestId = instance.interceptors.request.use(interceptor);
-    const responseId = instance.interceptors.response.use(undefined, (error: unknown) => replayOrRethrow(instance, error, source, settings));
+    const responseId = instance.interceptors.response.use(undefined, (error: unknown) => replayOrRethrow(instance, error, cache, settings));
     const detach = (): void => {
       if (!detachers.delete(detach)) return;
       instance.interceptors.request.eject(requestId);
@@ -143,17 +128,16 @@ export function createTokenRefreshInterceptor(options: TokenRefreshOptions): Tok
 
   const dispose = (): void => {
     for (const detach of [...detachers]) detach();
-    source.dispose();
+    tokens.dispose();
   };
 
   return Object.assign(interceptor, {
-    getAccessToken,
-    invalidate,
+    getToken: tokens.getToken,
+    getAccessToken: tokens.getAccessToken,
+    invalidate: tokens.invalidate,
     attach,
     dispose,
-    // util.inspect shows what identifies the client, never the secret.
-    [Symbol.for("nodejs.util.inspect.custom")]: () => `TokenRefreshInterceptor { cacheKey: ${JSON.stringify(settings.cacheKey)} }`,
-    toJSON: () => ({ cacheKey: settings.cacheKey }),
+    ...renderings(settings, "TokenRefreshInterceptor"),
   }) as TokenRefreshInterceptor;
 }
 

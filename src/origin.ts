@@ -4,8 +4,41 @@
  * WHATWG `URL`, and its exact origin compared with the allowed set: no prefix or substring
  * tests, which `https://api.example.com.evil.test` would pass. Redirects to other origins lose the header.
  */
-import { TokenRefreshError } from "./errors.js";
-import { isLoopbackHost } from "./options.js";
+import { InvalidOptionError, TokenRefreshError } from "./errors.js";
+
+const LOOPBACK_HOST = /^(localhost|127(\.\d{1,3}){3}|\[::1\])$/i;
+
+/** Returns true for hosts that never leave the machine: localhost, 127.0.0.0/8, [::1]. */
+export function isLoopbackHost(hostname: string): boolean {
+  return LOOPBACK_HOST.test(hostname);
+}
+
+/**
+ * Parses a URL the user configured and refuses what must never carry a credential:
+ * other schemes, userinfo, fragments, and cleartext `http:` off the machine (RFC 6749 §3.2, §10.9).
+ */
+export function parseSecureUrl(name: string, value: string, allowInsecureHttp: boolean): URL {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new InvalidOptionError(`"${name}" must be an absolute URL`);
+  }
+  if (url.protocol !== "https:" && url.protocol !== "http:") {
+    throw new InvalidOptionError(`"${name}" must use https: (got ${url.protocol})`);
+  }
+  if (url.username !== "" || url.password !== "") {
+    throw new InvalidOptionError(`"${name}" must not contain credentials; use "clientId" and "clientSecret"`);
+  }
+  if (value.includes("#")) throw new InvalidOptionError(`"${name}" must not contain a fragment`);
+  if (url.protocol === "http:" && !allowInsecureHttp && !isLoopbackHost(url.hostname)) {
+    throw new InvalidOptionError(
+      `"${name}" must use https: outside loopback hosts (set "allowInsecureHttp: true" to override)`,
+    );
+  }
+  return url;
+}
+
 
 /** The request fields that decide where it goes. */
 export interface RequestTarget {

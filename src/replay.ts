@@ -9,7 +9,7 @@ import { emit, type NotReplayedReason } from "./events.js";
 import { copyHeaders, deleteHeader, readHeader, writeHeader } from "./headers.js";
 import type { Settings } from "./options.js";
 import { userRedirectHook } from "./origin.js";
-import type { TokenSource } from "./token-source.js";
+import type { TokenCache } from "./token-cache.js";
 
 const REDACTED = "Bearer [redacted]";
 
@@ -17,13 +17,13 @@ const REDACTED = "Bearer [redacted]";
  * Handles a failed response of `instance`: replays it once when a resource rejected our token,
  * else rethrows it with our token redacted. A response that carries no token of ours is untouched.
  */
-export async function replayOrRethrow(instance: AxiosInstance, error: unknown, source: TokenSource, settings: Settings): Promise<unknown> {
+export async function replayOrRethrow(instance: AxiosInstance, error: unknown, source: TokenCache, settings: Settings): Promise<unknown> {
   if (!axios.isAxiosError(error) || error.config === undefined) throw error;
   const config = error.config;
   const sent = bearerToken(config.headers);
   if (sent === undefined || !source.handedOut(sent)) throw error;
   const rethrow = (): never => {
-    throw settings.redactErrors ? redactError(error, sent) : error;
+    throw redactError(error, sent);
   };
   const status = error.response?.status;
   const perRequest = config.tokenRefresh;

@@ -1,411 +1,93 @@
 /**
- * The cache rule, after golang/oauth2's reuseTokenSource and Azure's tokenCycler:
- *
- * - The token this process last fetched or read is kept in memory. While it is fresh it is
- *   returned at once, synchronously, without touching the store: a warm request costs a clock
- *   read and two comparisons, whatever store is configured.
- * - Inside the refresh margin it is still returned, and one background refresh starts. If that
- *   fails, the token keeps being served and the next attempt waits a backoff.
- * - Near expiry, or with nothing in memory, callers wait for a refresh. A refresh first looks in
- *   the store, where another process may have put a newer token, and fetches only if it finds none.
- * - At most one refresh runs at a time and every caller shares it. Its slot is cleared when it
- *   settles, either way, so a failure is never replayed to later callers; and since every store
- *   call is bounded, no store can keep the slot occupied.
- * - After a refusal that will not change by itself (a wrong secret: `invalid_client` and the
- *   like), callers get that same error without a token request for a back-off window that starts
- *   at 1 s and doubles up to 30 s while the refusals go on; while the endpoint's `Retry-After` runs,
- *   they fail fast unless a token in memory can still serve them.
- * - `invalidate()` is final: it bumps a generation, and a refresh started before it neither
- *   serves its token to later callers nor leaves it in the store.
- * - A 401 for a token we handed out drops that token (compare-and-delete) whatever its age. A
- *   token that was itself fetched because of a 401 is not dropped again by a 401 during a short
- *   cool-down: a resource that rejects every token then costs two token requests per cool-down.
- * - With a store that offers a refresh lock, one process of a fleet fetches; the others wait for
- *   what it stores, and fetch themselves only if nothing arrives in time or the store fails.
+ * A token source for any caller: fetch, WebSocket, gRPC metadata, or the axios glue in
+ * interceptor.ts, which is built on it. The token request itself goes through axios (the user's
+ * `httpClient`, or an instance made at the first request), but the cache rule does not know that.
  */
-import type { AxiosInstance } from "axios";
-import { acquireToken, throttledError } from "./acquire-token.js";
-import { anySignal, monotonicNow, wallNow } from "./clock.js";
-import { TokenRefreshError, TokenRequestError } from "./errors.js";
-import { emit } from "./events.js";
-import { freshness } from "./expiry.js";
-import { GuardedStore } from "./guarded-store.js";
-import type { Settings } from "./options.js";
-import { isPermanentRefusal, sleep, unrefTimer } from "./retry.js";
-import type { StoredToken } from "./store.js";
+import axios, { type AxiosInstance } from "axios";
+import { acquireToken } from "./acquire-token.js";
+import { InvalidOptionError } from "./errors.js";
+import type { Settings, TokenRefreshOptions, TokenSourceOptions } from "./options.js";
+import { TokenCache, type GetTokenOptions, type TokenFetcher } from "./token-cache.js";
+import { normalizeOptions } from "./validate-options.js";
 
-/** Options of a single token lookup. */
-export interface GetTokenOptions {
-  /** Stops this caller waiting; the shared refresh goes on for the others. */
-  signal?: AbortSignal | undefined;
-  /** Skip the cache and wait for a newly fetched token. */
-  forceRefresh?: boolean | undefined;
+export type { GetTokenOptions } from "./token-cache.js";
+
+/** A token with what is known of it. Times are epoch milliseconds. */
+export interface AccessToken {
+  /** The access token, for `Authorization: Bearer <accessToken>`. */
+  readonly accessToken: string;
+  /** Always `Bearer`: other token types are refused when the token arrives. */
+  readonly tokenType: "Bearer";
+  /** When the token stops being valid. */
+  readonly expiresAt: number;
+  /** From when it is refreshed in the background. */
+  readonly refreshAt: number;
 }
 
-/** What a 401 for one of our tokens did: see {@link TokenSource.rejected}. */
-export type RejectedOutcome = "dropped" | "replaced" | "cooldown";
-
-/** Longest wait between background refresh attempts while the old token is still valid (Azure's 30 s). */
-const BACKGROUND_RETRY_MS = 30_000;
-/** The back-off window after a permanent refusal: from 1 s, doubling while refusals go on, to 30 s. */
-const REFUSAL_WINDOW_MS = { first: 1_000, max: 30_000 } as const;
-/** How long a token fetched because of a 401 is protected from being dropped by another 401 (at most a tenth of its lifetime). */
-const UNAUTHORIZED_COOLDOWN_MS = 30_000;
-/** Tokens remembered as ours (to tell our Authorization from a caller's) and as rejected. */
-const REMEMBERED_TOKENS = 4;
-
-interface Refusal {
-  readonly error: unknown;
-  readonly until: number;
-  readonly windowMs: number;
-}
-
-/** Holds one client's token: the cache rule above, over the configured store. */
-export class TokenSource {
-  readonly #settings: Settings;
-  readonly #client: AxiosInstance;
-  readonly #store: GuardedStore;
-  readonly #lifetime = new AbortController();
-  /** The token this process serves; its one owner is this field. */
-  #current: StoredToken | undefined;
-  #inflight: Promise<StoredToken> | undefined;
-  #generation = 0;
-  #throttledUntil = 0;
-  #nextBackgroundAt = 0;
-  #refusal: Refusal | undefined;
-  #fetchedAny = false;
-  /** Set when a 401 dropped a token: the next token fetched is under the 401 cool-down. */
-  #refetchForUnauthorized = false;
-  #unauthorizedRefetch: { readonly accessToken: string; readonly until: number } | undefined;
-  readonly #handedOut: string[] = [];
-  readonly #rejected: string[] = [];
-
-  constructor(settings: Settings, client: AxiosInstance) {
-    this.#settings = settings;
-    this.#client = client;
-    this.#store = new GuardedStore(settings.store, settings.cacheKey, settings.onEvent);
-  }
-
-  /** Returns a usable token: synchronously when one is held in memory and fresh, else a promise. */
-  token(signal?: AbortSignal, forceRefresh?: boolean): string | Promise<string> {
-    if (this.disposed) return Promise.reject(disposedError());
-    if (forceRefresh === true) {
-      this.#refusal = undefined;
-      return this.#wait(this.#refresh({ force: true }), signal);
-    }
-    const current = this.#current;
-    if (current !== undefined) {
-      const state = freshness(current, wallNow(), this.#settings.expiryBufferMs);
-      if (state === "fresh") return current.accessToken;
-      if (state === "refresh-due") {
-        this.#refreshInBackground(current);
-        return current.accessToken;
-      }
-    }
-    return this.#blocking(current, signal);
-  }
-
-  /** Whether `accessToken` is one this source handed out recently. */
-  handedOut(accessToken: string): boolean {
-    return this.#handedOut.includes(accessToken);
-  }
-
-  /** Drops the cached token, here and in the store; a refresh already under way is superseded. */
-  async invalidate(): Promise<void> {
-    this.#generation += 1;
-    this.#inflight = undefined;
-    this.#current = undefined;
-    this.#refusal = undefined;
-    await this.#store.remove(monotonicNow() + this.#settings.timeoutMs);
-  }
-
+/** Gets, caches, refreshes and invalidates one client's tokens; see {@link createTokenSource}. */
+export interface TokenSource {
+  /** Returns a valid token with its timing, fetched if needed (one fetch however many callers wait). */
+  getToken(options?: GetTokenOptions): Promise<AccessToken>;
+  /** Returns a valid access token string; the shortcut of {@link TokenSource.getToken}. */
+  getAccessToken(options?: GetTokenOptions): Promise<string>;
   /**
-   * A resource rejected `accessToken` (compare-and-delete): `dropped` when it was the current token
-   * and is gone now, so the next caller fetches; `replaced` when a newer token is already here or in
-   * the store; `cooldown` (only with `cooldown` set) when it was fetched moments ago because of a
-   * 401, so it is kept.
+   * Drops the cached token, here and in the store. With `rejectedToken`, only if the cache still holds
+   * that token, so a late caller cannot evict a newer one.
    */
-  async rejected(accessToken: string, cooldown: boolean): Promise<RejectedOutcome> {
-    const recent = this.#unauthorizedRefetch;
-    if (cooldown && recent?.accessToken === accessToken && monotonicNow() < recent.until) return "cooldown";
-    remember(this.#rejected, accessToken);
-    const current = this.#current;
-    if (current !== undefined && current.accessToken !== accessToken) return "replaced";
-    const generation = this.#generation;
-    const outcome = await this.#store.removeIfCurrent(accessToken, monotonicNow() + this.#settings.timeoutMs);
-    if (this.#current !== undefined && this.#current.accessToken !== accessToken) return "replaced";
-    if (outcome.kind === "replaced" && outcome.entry !== undefined && generation === this.#generation && this.#usable(outcome.entry, false)) {
-      this.#adopt(outcome.entry);
-      return "replaced";
-    }
-    if (this.#current?.accessToken === accessToken) this.#current = undefined;
-    this.#refetchForUnauthorized = true;
-    return "dropped";
-  }
-
-  /** Ends backoff waits and aborts a token request on the wire; nothing more is stored. */
-  dispose(): void {
-    this.#inflight = undefined;
-    this.#lifetime.abort(disposedError());
-  }
-
-  /** Whether `dispose()` was called. */
-  get disposed(): boolean {
-    return this.#lifetime.signal.aborted;
-  }
-
-  #blocking(current: StoredToken | undefined, signal: AbortSignal | undefined): string | Promise<string> {
-    const at = monotonicNow();
-    const refusal = this.#refusal;
-    if (refusal !== undefined && at < refusal.until) return Promise.reject(refusal.error);
-    if (at < this.#throttledUntil) {
-      if (current !== undefined && wallNow() < current.expiresAt) return current.accessToken;
-      return Promise.reject(throttledError(this.#throttledUntil - at));
-    }
-    return this.#wait(this.#refresh({ replacing: current?.accessToken }), signal);
-  }
-
-  #refreshInBackground(current: StoredToken): void {
-    const at = monotonicNow();
-    if (this.#inflight !== undefined || at < this.#nextBackgroundAt || at < this.#throttledUntil) return;
-    this.#refresh({ background: true, replacing: current.accessToken }).catch(() => {
-      const lifetime = current.expiresAt - current.obtainedAt;
-      this.#nextBackgroundAt = monotonicNow() + Math.min(BACKGROUND_RETRY_MS, lifetime / 10);
-    });
-  }
-
-  /** Joins the refresh in flight, or starts the one refresh everybody shares. */
-  #refresh(how: { background?: boolean; force?: boolean; replacing?: string | undefined }): Promise<StoredToken> {
-    if (this.#inflight !== undefined) return this.#inflight;
-    const background = how.background === true;
-    const generation = this.#generation;
-    const startedAt = monotonicNow();
-    const refresh: Promise<StoredToken> = this.#obtain(generation, how.force === true, how.replacing ?? this.#current?.accessToken)
-      .then(
-        ({ entry, fetched }) => {
-          if (generation !== this.#generation) return entry; // superseded by invalidate(): not ours to serve
-          this.#adopt(entry);
-          this.#throttledUntil = 0;
-          this.#nextBackgroundAt = 0;
-          this.#refusal = undefined;
-          if (fetched) {
-            this.#fetchedAny = true;
-            if (this.#refetchForUnauthorized) {
-              const cooldownMs = Math.min(UNAUTHORIZED_COOLDOWN_MS, (entry.expiresAt - entry.obtainedAt) / 10);
-              this.#unauthorizedRefetch = { accessToken: entry.accessToken, until: monotonicNow() + cooldownMs };
-            }
-            this.#refetchForUnauthorized = false;
-            emit(this.#settings.onEvent, {
-              type: "token_refreshed",
-              durationMs: monotonicNow() - startedAt,
-              expiresAt: entry.expiresAt,
-              background,
-            });
-          }
-          return entry;
-        },
-        (error: unknown) => {
-          const failure = this.#explain(error);
-          if (!background && isPermanentRefusal(failure)) {
-            const windowMs = this.#refusal === undefined ? REFUSAL_WINDOW_MS.first : Math.min(this.#refusal.windowMs * 2, REFUSAL_WINDOW_MS.max);
-            this.#refusal = { error: failure, until: monotonicNow() + windowMs, windowMs };
-          }
-          const code = failure instanceof TokenRefreshError ? failure.code : "ERR_TOKEN_REQUEST";
-          emit(this.#settings.onEvent, { type: "refresh_failed", code, servingCachedToken: background });
-          throw failure;
-        },
-      )
-      .finally(() => {
-        if (this.#inflight === refresh) this.#inflight = undefined;
-      });
-    // Every waiter has its own chain; this one only keeps a refresh nobody awaits from going unhandled.
-    refresh.catch(() => {});
-    this.#inflight = refresh;
-    return refresh;
-  }
-
-  /**
-   * Gets a token within the time budget: a newer one from the store, or one fetched (under the
-   * fleet's lock when the store has one) and stored.
-   */
-  async #obtain(generation: number, force: boolean, replacing: string | undefined): Promise<{ entry: StoredToken; fetched: boolean }> {
-    const { timeoutMs } = this.#settings;
-    const deadline = monotonicNow() + timeoutMs;
-    const budget = new AbortController();
-    const timer = setTimeout(() => budget.abort(timeoutError(timeoutMs)), timeoutMs);
-    unrefTimer(timer);
-    // dispose() ends the request on the wire too, so a process can exit right after it.
-    const limits = anySignal([budget.signal, this.#lifetime.signal]);
-    const fetchAndStore = async (): Promise<StoredToken> => {
-      const entry = await acquireToken(this.#client, this.#settings, {
-        deadline,
-        signal: limits.signal,
-        onRetryAfter: (retryAfterMs) => this.#throttle(retryAfterMs),
-      });
-      await this.#write(entry, generation, deadline);
-      return entry;
-    };
-    try {
-      if (!force) {
-        const { entry: stored, failed } = await this.#store.read(deadline);
-        if (stored !== undefined && stored.accessToken !== replacing && this.#usable(stored, false)) return { entry: stored, fetched: false };
-        // A store that failed or hung once is not asked again in this acquisition: we fetch by ourselves.
-        if (failed) return { entry: await fetchAndStore(), fetched: true };
-      }
-      const sharedUntil = await this.#store.throttledUntil(deadline);
-      if (sharedUntil !== undefined && sharedUntil > wallNow()) {
-        this.#throttledUntil = Math.max(this.#throttledUntil, monotonicNow() + (sharedUntil - wallNow()));
-        throw throttledError(sharedUntil - wallNow());
-      }
-      if (this.#store.locks) {
-        const shared = await this.#underSharedLock(deadline, limits.signal, force, replacing, fetchAndStore);
-        if (shared !== undefined) return shared;
-      }
-      return { entry: await fetchAndStore(), fetched: true };
-    } finally {
-      clearTimeout(timer);
-      limits.dispose();
-    }
-  }
-
-  /**
-   * With a store that offers a refresh lock: fetch while holding it, or wait for the holder's token.
-   * Returns undefined when the store fails or nothing arrived in time: the caller then fetches by
-   * itself rather than hang.
-   */
-  async #underSharedLock(
-    deadline: number,
-    signal: AbortSignal,
-    force: boolean,
-    replacing: string | undefined,
-    fetchAndStore: () => Promise<StoredToken>,
-  ): Promise<{ entry: StoredToken; fetched: boolean } | undefined> {
-    const { timeoutMs } = this.#settings;
-    // Keep part of the budget for fetching ourselves if the holder never delivers.
-    const waitUntil = deadline - Math.min(timeoutMs / 4, 2_000);
-    const arrived = async (): Promise<StoredToken | undefined> => {
-      const { entry } = await this.#store.read(deadline);
-      return entry !== undefined && entry.accessToken !== replacing && this.#usable(entry, false) ? entry : undefined;
-    };
-    for (let delayMs = 25, attempt = 0; monotonicNow() < waitUntil && attempt < 1_000; delayMs = Math.min(delayMs * 2, 250), attempt += 1) {
-      // A dead holder's lock frees halfway through our wait, so we are still here to take over.
-      const lock = await this.#store.acquireLock(Math.max(1, Math.floor((waitUntil - monotonicNow()) / 2)), deadline);
-      if (lock.kind === "failed") return undefined;
-      if (lock.kind === "acquired") {
-        try {
-          // Another process may have stored a token between our read and our lock; a forced refresh fetches regardless.
-          const entry = force ? undefined : await arrived();
-          return entry !== undefined ? { entry, fetched: false } : { entry: await fetchAndStore(), fetched: true };
-        } finally {
-          this.#store.releaseLock(lock.lockId);
-        }
-      }
-      const entry = await arrived();
-      if (entry !== undefined) return { entry, fetched: false };
-      // Jittered, so a fleet of waiters does not poll in step.
-      await sleep(Math.min(delayMs * (0.5 + Math.random() / 2), Math.max(0, waitUntil - monotonicNow())), signal);
-    }
-    return undefined;
-  }
-
-  /** Writes a fetched token; if `invalidate()` ran meanwhile, takes it back out of the store. */
-  async #write(entry: StoredToken, generation: number, deadline: number): Promise<void> {
-    if (generation !== this.#generation || this.disposed) return;
-    const written = await this.#store.write(entry, deadline);
-    if (generation !== this.#generation) {
-      await this.#store.removeIfCurrent(entry.accessToken, monotonicNow() + this.#settings.timeoutMs);
-      return;
-    }
-    if (written) emit(this.#settings.onEvent, { type: "token_cached", expiresAt: entry.expiresAt, refreshAt: entry.refreshAt });
-  }
-
-  #adopt(entry: StoredToken): void {
-    this.#current = entry;
-    remember(this.#handedOut, entry.accessToken);
-  }
-
-  /** Whether an entry from the store can be served: not rejected, and not near expiry (fresh only, for a background refresh). */
-  #usable(entry: StoredToken, freshOnly: boolean): boolean {
-    if (this.#rejected.includes(entry.accessToken)) return false;
-    const state = freshness(entry, wallNow(), this.#settings.expiryBufferMs);
-    return state === "fresh" || (!freshOnly && state === "refresh-due");
-  }
-
-  #throttle(retryAfterMs: number): void {
-    this.#throttledUntil = Math.max(this.#throttledUntil, monotonicNow() + retryAfterMs);
-    this.#store.shareThrottle(wallNow() + retryAfterMs);
-    emit(this.#settings.onEvent, { type: "throttled", retryAfterMs });
-  }
-
-  /** Adds what only the source knows to an endpoint's refusal: a fixed assertion that was already used. */
-  #explain(error: unknown): unknown {
-    if (
-      error instanceof TokenRequestError &&
-      error.error === "invalid_client" &&
-      this.#fetchedAny &&
-      this.#settings.credential.kind === "assertion" &&
-      this.#settings.credential.fixed
-    ) {
-      return new TokenRequestError(
-        `${error.message} (the fixed "clientAssertion" string already served a token, and this server refuses an assertion it has seen: pass a function that returns a fresh assertion)`,
-        error.code,
-        error,
-      );
-    }
-    return error;
-  }
-
-  /** Waits for the shared refresh, or until this caller's signal aborts. */
-  #wait(refresh: Promise<StoredToken>, signal: AbortSignal | undefined): Promise<string> {
-    const generation = this.#generation;
-    // A refresh superseded by invalidate() while this caller waited is not served: the caller waits for the next one.
-    const token = refresh.then((entry) => (generation === this.#generation ? entry.accessToken : this.#retryAfterInvalidate(signal)));
-    if (signal === undefined || typeof signal.addEventListener !== "function") return token;
-    if (signal.aborted) return Promise.reject(abortedError(signal.reason));
-    return new Promise<string>((resolve, reject) => {
-      const onAbort = (): void => reject(abortedError(signal.reason));
-      signal.addEventListener("abort", onAbort, { once: true });
-      token.then(
-        (value) => {
-          signal.removeEventListener("abort", onAbort);
-          resolve(value);
-        },
-        (error: unknown) => {
-          signal.removeEventListener("abort", onAbort);
-          reject(error);
-        },
-      );
-    });
-  }
-
-  #retryAfterInvalidate(signal: AbortSignal | undefined): Promise<string> {
-    const generation = this.#generation;
-    return this.#refresh({}).then((entry) => {
-      if (generation !== this.#generation) throw new TokenRefreshError("the token was invalidated again while it was being fetched", "ERR_TOKEN_ABORTED");
-      return entry.accessToken;
-    }, (error: unknown) => {
-      throw signal?.aborted === true ? abortedError(signal.reason) : error;
-    });
-  }
+  invalidate(rejectedToken?: string): Promise<void>;
+  /** Aborts a token request on the wire and ends backoff waits; later calls fail with `ERR_DISPOSED`. */
+  dispose(): void;
 }
 
-function remember(list: string[], accessToken: string): void {
-  if (list[0] === accessToken) return;
-  const at = list.indexOf(accessToken);
-  if (at !== -1) list.splice(at, 1);
-  list.unshift(accessToken);
-  if (list.length > REMEMBERED_TOKENS) list.pop();
+/**
+ * Returns a token source for an OAuth 2.0 client-credentials client: cached, refreshed ahead of
+ * expiry, fetched once however many callers need it. Throws an `InvalidOptionError` for bad options.
+ * @example
+ * const source = createTokenSource({ tokenUrl, clientId, clientSecret, scope: "orders:read" });
+ * const { accessToken } = await source.getToken();
+ */
+export function createTokenSource(options: TokenSourceOptions): TokenSource {
+  const settings = normalizeOptions(options, "source");
+  return sourceOver(new TokenCache(settings, tokenFetcher(settings)), settings);
 }
 
-/** The error every call gets after `dispose()`. */
-export function disposedError(): TokenRefreshError {
-  return new TokenRefreshError("the token refresh interceptor was disposed", "ERR_DISPOSED");
+/** The cache and its public face, for the interceptor (which adds the axios glue). */
+export function createCachedSource(options: TokenRefreshOptions): { cache: TokenCache; source: TokenSource; settings: Settings } {
+  const settings = normalizeOptions(options, "interceptor");
+  const cache = new TokenCache(settings, tokenFetcher(settings));
+  return { cache, source: sourceOver(cache, settings), settings };
 }
 
-function timeoutError(timeoutMs: number): TokenRequestError {
-  return new TokenRequestError(`no token within the ${timeoutMs} ms budget ("timeoutMs")`, "ERR_TOKEN_TIMEOUT");
+/** The token request through the user's axios instance, or one made when the first token is needed. */
+function tokenFetcher(settings: Settings): TokenFetcher {
+  let client: AxiosInstance | undefined = settings.httpClient;
+  return (limits) => acquireToken((client ??= axios.create()), settings, limits);
 }
 
-function abortedError(reason: unknown): TokenRefreshError {
-  return new TokenRefreshError("stopped waiting for a token: the caller's signal aborted", "ERR_TOKEN_ABORTED", { cause: reason });
+function sourceOver(cache: TokenCache, settings: Settings): TokenSource {
+  return {
+    getToken: async (options) => {
+      const entry = await cache.tokenEntry(options?.signal, options?.forceRefresh);
+      return { accessToken: entry.accessToken, tokenType: "Bearer", expiresAt: entry.expiresAt, refreshAt: entry.refreshAt };
+    },
+    getAccessToken: (options) => Promise.resolve(cache.token(options?.signal, options?.forceRefresh)),
+    invalidate: async (rejectedToken) => {
+      if (rejectedToken !== undefined && typeof rejectedToken !== "string") {
+        throw new InvalidOptionError('"rejectedToken" must be a string', "ERR_INVALID_ARG_TYPE");
+      }
+      if (rejectedToken === undefined) await cache.invalidate();
+      else await cache.rejected(rejectedToken, false);
+    },
+    dispose: () => cache.dispose(),
+    // util.inspect and JSON.stringify show what identifies the client, never the secret.
+    ...renderings(settings, "TokenSource"),
+  } as TokenSource;
+}
+
+/** How a source or an interceptor shows itself in `util.inspect` and `JSON.stringify`: its cache key only. */
+export function renderings(settings: Settings, name: string): Record<string | symbol, () => unknown> {
+  return {
+    [Symbol.for("nodejs.util.inspect.custom")]: () => `${name} { cacheKey: ${JSON.stringify(settings.cacheKey)} }`,
+    toJSON: () => ({ cacheKey: settings.cacheKey }),
+  };
 }

@@ -6,8 +6,6 @@ const policy: ExpiryPolicy = {
   refreshMarginMs: 300_000,
   expiryBufferMs: 30_000,
   refreshJitter: 0,
-  defaultLifetimeMs: 300_000,
-  maxLifetimeMs: 86_400_000,
 };
 const SENT = Date.UTC(2026, 0, 1);
 const lifetimeOf = (accessToken: string, expiresIn?: unknown, at = SENT) =>

@@ -5,12 +5,12 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { readResponse } from "../src/client-credentials.js";
-import { resolveToken, type ExpiryPolicy } from "../src/expiry.js";
+import { MAX_LIFETIME_MS, resolveToken, type ExpiryPolicy } from "../src/expiry.js";
 import { createTokenRefreshInterceptor, InMemoryTokenStore, isTokenRefreshError } from "../src/index.js";
 import { isStoredToken } from "../src/store.js";
 import { startTokenServer } from "./helpers/servers.js";
 
-const policy: ExpiryPolicy = { refreshMarginMs: 300_000, expiryBufferMs: 30_000, refreshJitter: 0.1, defaultLifetimeMs: 300_000, maxLifetimeMs: 86_400_000 };
+const policy: ExpiryPolicy = { refreshMarginMs: 300_000, expiryBufferMs: 30_000, refreshJitter: 0.1 };
 const SENT = Date.UTC(2026, 10, 27);
 
 /** Values a hostile or broken server might put in a member. */
@@ -71,7 +71,7 @@ describe("properties", () => {
         const entry = resolveToken({ accessToken: accessToken === "" ? "x" : accessToken, expiresIn, refreshIn }, SENT, policy);
         expect(isStoredToken(entry)).toBe(true);
         expect(entry.expiresAt).toBeGreaterThan(SENT);
-        expect(entry.expiresAt).toBeLessThanOrEqual(SENT + policy.maxLifetimeMs);
+        expect(entry.expiresAt).toBeLessThanOrEqual(SENT + MAX_LIFETIME_MS);
         expect(entry.refreshAt).toBeLessThan(entry.expiresAt);
         expect(entry.refreshAt).toBeGreaterThanOrEqual(SENT);
       }),

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { createTokenRefreshInterceptor, InMemoryTokenStore, type StoredToken, type TokenEvent, type TokenRefreshOptions, type TokenStore } from "../src/index.js";
+import { createTokenRefreshInterceptor, createTokenSource, InMemoryTokenStore, type StoredToken, type TokenEvent, type TokenRefreshOptions, type TokenStore } from "../src/index.js";
 import { defer } from "./helpers/defer.js";
 import { issueTokens, startTokenServer, type Handler } from "./helpers/servers.js";
 
@@ -274,5 +274,37 @@ describe("abort and dispose (SF-5, F7)", () => {
     await inflight.catch(() => undefined);
     expect(store.get("k")).toBeUndefined();
     await expect(auth.getAccessToken()).rejects.toMatchObject({ code: "ERR_DISPOSED" });
+  });
+});
+
+describe("createTokenSource: the same cache for callers that are not axios", () => {
+  it("getToken() returns the token with its timing; 50 concurrent callers share one token request", async () => {
+    vi.useFakeTimers({ toFake: ["Date"] });
+    vi.setSystemTime(T0);
+    const server = await startTokenServer();
+    const source = createTokenSource({ tokenUrl: server.url, clientId: "c", clientSecret: "s", refreshJitter: 0 });
+    const tokens = await Promise.all(Array.from({ length: 50 }, () => source.getToken()));
+    expect(new Set(tokens.map((t) => t.accessToken))).toEqual(new Set(["token-1"]));
+    expect(tokens[0]).toEqual({ accessToken: "token-1", tokenType: "Bearer", expiresAt: T0 + 3_600_000, refreshAt: T0 + 3_300_000 });
+    await expect(source.getAccessToken()).resolves.toBe("token-1");
+    expect(server.count).toBe(1);
+    await source.invalidate();
+    await expect(source.getAccessToken()).resolves.toBe("token-2");
+    source.dispose();
+    await expect(source.getToken()).rejects.toMatchObject({ code: "ERR_DISPOSED" });
+  });
+
+  it("refuses the interceptor's own options, naming them", () => {
+    const server = "https://idp.example.com/token";
+    expect(() => createTokenSource({ tokenUrl: server, clientId: "c", clientSecret: "s", allowedOrigins: ["https://a.example"] } as never)).toThrow(
+      /unknown option "allowedOrigins"/,
+    );
+  });
+
+  it("shows its cache key, never the secret, in util.inspect and JSON", async () => {
+    const { inspect } = await import("node:util");
+    const source = createTokenSource({ tokenUrl: "https://idp.example.com/token", clientId: "c", clientSecret: "very-secret-value" });
+    expect(inspect(source)).toMatch(/^TokenSource \{ cacheKey: /);
+    expect(`${inspect(source)}${JSON.stringify(source)}`).not.toContain("very-secret-value");
   });
 });
