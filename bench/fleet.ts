@@ -7,22 +7,21 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { createServer } from "node:net";
 import { spawnReplica, type Replica, type Scenario } from "../test/fixtures/fleet-protocol.js";
-import { startResourceServer, startTokenServer } from "./servers.js";
-import { fmtInt, fmtMs, fmtNum, median, type Row } from "./stats.js";
+import type { Setup } from "./servers.js";
+import { fmtInt, fmtMs, fmtNum, fmtTimes, median } from "./stats.js";
+import type { Row } from "./table.js";
 
 const REPLICAS = 8;
 const BURST = 100;
 const ROUNDS = 3;
 
-export async function fleet(): Promise<Row[]> {
+export async function fleet({ baseURL, tokens }: Setup): Promise<Row[]> {
   const redis = await redisUrl();
   if (redis === undefined) {
     const skipped = "skipped: no REDIS_URL and no redis-server";
     return [{ id: "7a", benchmark: `7. fleet (${skipped})`, unit: "", ours: Number.NaN, baseline: undefined, ratio: undefined, goal: "= 1", met: undefined, display: { ours: "—", baseline: "—", ratio: "—" } }];
   }
   const replicas: Replica[] = Array.from({ length: REPLICAS }, (_, id) => spawnReplica(id, redis.url));
-  const resource = await startResourceServer();
-  const tokens = await startTokenServer({ delayMs: 20, lifetimeS: 3600 });
   try {
     await Promise.all(replicas.map((replica) => replica.next("started", 60_000)));
     const counts = { shared: [] as number[], own: [] as number[] };
@@ -32,7 +31,7 @@ export async function fleet(): Promise<Row[]> {
         const scenario: Scenario = {
           shared,
           tokenUrl: tokens.url,
-          resourceOrigin: resource.origin,
+          resourceOrigin: baseURL,
           keyPrefix: `atr-bench:${process.pid}:${round}:${shared}:`,
           timeoutMs: 5_000,
           refreshMarginMs: 300_000,
@@ -80,15 +79,13 @@ export async function fleet(): Promise<Row[]> {
         goal: "—",
         met: undefined,
         rounds: { ours: times.shared, baseline: times.own },
-        display: { ours: fmtMs(sharedMs), baseline: fmtMs(ownMs), ratio: `${fmtNum(sharedMs / ownMs, 2)}×` },
+        display: { ours: fmtMs(sharedMs), baseline: fmtMs(ownMs), ratio: fmtTimes(sharedMs / ownMs) },
       },
     ];
   } finally {
     for (const replica of replicas) replica.send({ type: "exit" });
     await new Promise((resolve) => setTimeout(resolve, 500));
     for (const replica of replicas) if (!replica.exited) replica.child.kill("SIGKILL");
-    await resource.close();
-    await tokens.close();
     redis.stop();
   }
 }

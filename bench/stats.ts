@@ -1,4 +1,25 @@
-/** Small statistics and formatting helpers for the benchmark table. */
+/** Statistics over rounds, and the formatting of figures for the bench table. */
+
+/** Rounds per figure, unless a benchmark says otherwise. */
+export const ROUNDS = 5;
+
+/**
+ * Runs `measure` once per subject and round, the order flipped every round, so that drift of the
+ * machine hits every subject alike. Returns each subject's values, round by round.
+ */
+export async function interleaved<K extends string>(names: readonly K[], rounds: number, measure: (name: K) => Promise<number>): Promise<Record<K, number[]>> {
+  const results = Object.fromEntries(names.map((name) => [name, [] as number[]])) as Record<K, number[]>;
+  for (let round = 0; round < rounds; round += 1) {
+    const order = round % 2 === 0 ? names : [...names].reverse();
+    for (const name of order) results[name].push(await measure(name));
+  }
+  return results;
+}
+
+/** Median over rounds of ours/baseline within the round: each pair ran under the same conditions. */
+export function pairedRatio(ours: readonly number[], baseline: readonly number[]): number {
+  return median(ours.map((value, i) => value / (baseline[i] ?? Number.NaN)));
+}
 
 export function median(values: readonly number[]): number {
   return percentile(values, 50);
@@ -26,6 +47,11 @@ export function fmtNum(value: number, digits: number): string {
   return value.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
 }
 
+/** A ratio of times, e.g. `1.63×`. */
+export function fmtTimes(ratio: number): string {
+  return `${fmtNum(ratio, 2)}×`;
+}
+
 export function fmtMs(value: number): string {
   return `${fmtNum(value, value < 10 ? 2 : 1)} ms`;
 }
@@ -33,28 +59,4 @@ export function fmtMs(value: number): string {
 export function fmtBytes(bytes: number): string {
   const kib = bytes / 1024;
   return Math.abs(kib) >= 1024 ? `${fmtNum(kib / 1024, 2)} MiB` : `${fmtNum(kib, 1)} KiB`;
-}
-
-/** Renders a markdown table with padded columns. */
-export function markdownTable(header: readonly string[], rows: readonly (readonly string[])[]): string {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => (row[i] ?? "").length)));
-  const line = (cells: readonly string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join(" | ")} |`;
-  return [line(header), `| ${widths.map((w) => "-".repeat(w)).join(" | ")} |`, ...rows.map(line)].join("\n");
-}
-
-/** One line of the bench table, and what --json writes for it. */
-export interface Row {
-  id: string;
-  benchmark: string;
-  unit: string;
-  ours: number;
-  baseline: number | undefined;
-  ratio: number | undefined;
-  goal: string;
-  met: boolean | undefined;
-  /** Per-round values, for tracking how stable a figure is. */
-  rounds?: { ours: number[]; baseline?: number[] };
-  /** Further figures of the row, for --json only. */
-  extra?: Record<string, unknown>;
-  display: { ours: string; baseline: string; ratio: string };
 }

@@ -2,9 +2,9 @@
  * Loopback HTTP servers for tests: a token endpoint and a resource server, on 127.0.0.1 with a
  * port the OS picks. Each records what reached it and closes itself when the test finishes.
  */
-import { createServer, type IncomingHttpHeaders, type Server, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import type { IncomingHttpHeaders, ServerResponse } from "node:http";
 import { onTestFinished } from "vitest";
+import { listen } from "../../examples/loopback.js";
 
 /** One request as the server saw it. */
 export interface RecordedRequest {
@@ -36,25 +36,19 @@ export interface TestServer {
 }
 
 async function startServer(handler: Handler): Promise<TestServer> {
-  const state: TestServer = { origin: "", requests: [], handler, close: async () => {} };
-  const server: Server = createServer((req, res) => {
+  const loopback = await listen((req, res) => {
     const chunks: Buffer[] = [];
     req.on("data", (chunk: Buffer) => chunks.push(chunk));
     req.on("end", () => {
       const recorded = { method: req.method ?? "", url: req.url ?? "", headers: req.headers, body: Buffer.concat(chunks).toString("utf8") };
       state.requests.push(recorded);
+      // `state`, declared below, is there by the time a request can arrive; tests swap its handler.
       void Promise.resolve(state.handler(recorded, state.requests.length)).then((reply) => send(res, reply));
     });
   });
-  server.keepAliveTimeout = 500;
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  server.unref();
-  state.origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  state.close = () =>
-    new Promise<void>((resolve) => {
-      server.closeAllConnections();
-      server.close(() => resolve());
-    });
+  loopback.server.keepAliveTimeout = 500;
+  loopback.server.unref();
+  const state: TestServer = { origin: loopback.origin, requests: [], handler, close: loopback.close };
   onTestFinished(() => state.close());
   return state;
 }
