@@ -104,7 +104,7 @@ function redactError(error: AxiosError, token: string): AxiosError {
 }
 
 function hideRequest(holder: { request?: unknown }): void {
-  if (!Object.prototype.hasOwnProperty.call(holder, "request")) return;
+  if (!Object.hasOwn(holder, "request")) return;
   let request = holder.request;
   Object.defineProperty(holder, "request", {
     configurable: true,

@@ -61,7 +61,10 @@ export function createCachedSource(options: TokenRefreshOptions): { cache: Token
 /** The token request through the user's axios instance, or one made when the first token is needed. */
 function tokenFetcher(settings: Settings): TokenFetcher {
   let client: AxiosInstance | undefined = settings.httpClient;
-  return (limits) => acquireToken((client ??= axios.create()), settings, limits);
+  return (limits) => {
+    client ??= axios.create();
+    return acquireToken(client, settings, limits);
+  };
 }
 
 function sourceOver(cache: TokenCache, settings: Settings): TokenSource {

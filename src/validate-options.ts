@@ -64,7 +64,7 @@ export function normalizeOptions(options: TokenRefreshOptions | TokenSourceOptio
   }
   const raw = options as Raw;
   rejectUnknownNames("", raw, kind === "interceptor" ? OPTION_NAMES : OPTION_NAMES.filter((name) => !INTERCEPTOR_ONLY_NAMES.includes(name)));
-  const own = (key: OptionName): unknown => (Object.prototype.hasOwnProperty.call(raw, key) ? raw[key] : undefined);
+  const own = (key: OptionName): unknown => (Object.hasOwn(raw, key) ? raw[key] : undefined);
 
   const allowInsecureHttp = optionalBoolean("allowInsecureHttp", own("allowInsecureHttp")) ?? false;
   const tokenUrl = resolveTokenUrl(own("tokenUrl"), own("tenantId"), own("authorityHost"), allowInsecureHttp);
@@ -91,7 +91,7 @@ export function normalizeOptions(options: TokenRefreshOptions | TokenSourceOptio
   }
   if (retry !== undefined) rejectUnknownNames("retry.", retry as Record<string, unknown>, RETRY_OPTION_NAMES);
   const ownRetry = (key: keyof RetryOptions): unknown =>
-    retry !== undefined && Object.prototype.hasOwnProperty.call(retry, key) ? (retry as Record<string, unknown>)[key] : undefined;
+    retry !== undefined && Object.hasOwn(retry, key) ? (retry as Record<string, unknown>)[key] : undefined;
 
   return {
     tokenUrl,

@@ -8,14 +8,14 @@ import type { TokenRefreshOptions } from "../src/index.js";
 
 const endpoint = { tokenUrl: "https://idp.example.com/token" } as const;
 
-export const accepted: TokenRefreshOptions[] = [
+const accepted: TokenRefreshOptions[] = [
   { ...endpoint, clientId: "c", clientSecret: "s" },
   { ...endpoint, clientId: "c", clientSecret: "s", clientAuthMethod: "client_secret_basic" },
   { ...endpoint, clientId: "c", clientAssertion: () => "jwt" },
   { tenantId: "contoso", authorityHost: "https://login.microsoftonline.us", clientId: "c", clientSecret: "s" },
 ];
 
-export const refused: TokenRefreshOptions[] = [
+const refused: TokenRefreshOptions[] = [
   // @ts-expect-error: tokenUrl and tenantId together
   { ...endpoint, tenantId: "contoso", clientId: "c", clientSecret: "s" },
   // @ts-expect-error: neither tokenUrl nor tenantId

@@ -3,7 +3,7 @@ import axios, { type AxiosInstance } from "axios";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { createTokenRefreshInterceptor, type TokenEvent, type TokenRefreshOptions } from "../src/index.js";
 import { defer } from "./helpers/defer.js";
-import { issueTokens, startResourceServer, startTokenServer, type Handler } from "./helpers/servers.js";
+import { startResourceServer, startTokenServer, type Handler } from "./helpers/servers.js";
 
 async function setup(handler?: Handler, options: Partial<TokenRefreshOptions> = {}) {
   const tokens = await startTokenServer(handler);

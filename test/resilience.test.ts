@@ -244,7 +244,9 @@ describe("figures for the closing note", () => {
       vi.setSystemTime(t0 + second * 1000);
       const calls = Array.from({ length: 10 }, () => {
         const state = { done: false };
-        const promise = auth.getAccessToken().then(() => void (state.done = true));
+        const promise = auth.getAccessToken().then(() => {
+          state.done = true;
+        });
         return { state, promise };
       });
       await new Promise((resolve) => setImmediate(resolve));
