@@ -34,12 +34,6 @@ export function readHeader(headers: unknown, name: string): unknown {
   return undefined;
 }
 
-/** Whether header `name` is present with a value (axios's own rule: `undefined` is absent). */
-export function hasHeader(headers: unknown, name: string): boolean {
-  if (isHeaderBag(headers) && typeof headers.has === "function") return headers.has(name);
-  return readHeader(headers, name) !== undefined;
-}
-
 /** Sets header `name` on `holder.headers`, making a plain object when there is none. */
 export function writeHeader(holder: { headers?: unknown }, name: string, value: string): void {
   const headers = holder.headers;

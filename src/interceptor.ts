@@ -6,7 +6,7 @@
 import { AxiosError, CanceledError, type AxiosInstance, type InternalAxiosRequestConfig } from "axios";
 import { monotonicNow } from "./clock.js";
 import { InvalidOptionError, TokenRefreshError } from "./errors.js";
-import { hasHeader, writeHeader } from "./headers.js";
+import { writeHeader } from "./headers.js";
 import type { TokenRefreshOptions } from "./options.js";
 import { composeRedirectHook, OriginPolicy, type AllowedOrigins } from "./origin.js";
 import { replayOrRethrow } from "./replay.js";
@@ -69,7 +69,7 @@ export function createTokenRefreshInterceptor(options: TokenRefreshOptions): Tok
   const origins = new OriginPolicy(settings.allowedOrigins, settings.allowInsecureHttp);
   const detachers = new Set<() => void>();
 
-  // The header value is built once per token: a fresh concatenation per request costs more than the rest of the hot path.
+  // Per token, not per request: the header value (its characters were checked when the token arrived).
   let headerToken = "";
   let headerValue = "";
   const authorize = <C extends InternalAxiosRequestConfig>(config: C, token: string, allowed: AllowedOrigins): C => {
@@ -77,16 +77,19 @@ export function createTokenRefreshInterceptor(options: TokenRefreshOptions): Tok
       headerToken = token;
       headerValue = `Bearer ${token}`;
     }
-    writeHeader(config, "Authorization", headerValue);
+    writeAuthorization(config, headerValue);
     config.beforeRedirect = composeRedirectHook(allowed, config.beforeRedirect);
     return config;
   };
 
+  /** Whether the request is to carry our token at all: not skipped, no credentials of its own, an allowed origin. Throws when no origin is allowed. */
+  const tokenTarget = (config: InternalAxiosRequestConfig): AllowedOrigins | undefined =>
+    config.tokenRefresh?.skip === true || carriesCallerCredentials(config) ? undefined : origins.allowedFor(config);
+
   const interceptor = <C extends InternalAxiosRequestConfig>(config: C): Promise<C> => {
-    if (config.tokenRefresh?.skip === true || carriesCallerCredentials(config)) return Promise.resolve(config);
     let allowed: AllowedOrigins | undefined;
     try {
-      allowed = origins.allowedFor(config);
+      allowed = tokenTarget(config);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -106,6 +109,43 @@ export function createTokenRefreshInterceptor(options: TokenRefreshOptions): Tok
     );
   };
 
+  /**
+   * attach() installs two request interceptors and axios runs one of them per request (`runWhen`):
+   * with a token at hand, a synchronous one, so the request leaves in the same tick (axios runs the
+   * chain synchronously when every interceptor that runs is synchronous); otherwise the waiting one.
+   * Both `runWhen` calls of one request come one after the other, so the first decides for both and
+   * hands its token to the interceptor: one clock read per request.
+   */
+  let decidedFor: InternalAxiosRequestConfig | undefined;
+  let decidedToken: string | undefined;
+  const tokenAtHand = (config: InternalAxiosRequestConfig): boolean => {
+    decidedFor = config;
+    decidedToken = cache.peek();
+    return decidedToken !== undefined;
+  };
+  const tokenNotAtHand = (config: InternalAxiosRequestConfig): boolean => {
+    const atHand = decidedFor === config && decidedToken !== undefined;
+    if (!atHand) decidedFor = undefined;
+    return !atHand;
+  };
+  // Never throws: a synchronous interceptor's throw would not stop axios before 1.20 from sending the request.
+  const authorizeNow = <C extends InternalAxiosRequestConfig>(config: C): C => {
+    // The token runWhen saw, unless it has been dropped since (possible only when another, asynchronous
+    // interceptor ran in between); a token that expired in such a gap meets the 401 replay.
+    const token = decidedFor === config && decidedToken === cache.held ? decidedToken : cache.peek();
+    decidedFor = undefined;
+    let allowed: AllowedOrigins | undefined;
+    try {
+      allowed = tokenTarget(config);
+    } catch (error) {
+      return failAtDispatch(config, error);
+    }
+    if (allowed === undefined) return config;
+    // Only when another, asynchronous interceptor delayed this one (so axios runs the chain as promises) can the token be gone by now.
+    if (token === undefined) return interceptor(config) as unknown as C;
+    return authorize(config, token, allowed);
+  };
+
   const attach = (instance: AxiosInstance): (() => void) => {
     if (cache.disposed) throw disposedError();
     if (instance === settings.httpClient) {
@@ -115,11 +155,14 @@ export function createTokenRefreshInterceptor(options: TokenRefreshOptions): Tok
     if (!origins.configured && (typeof baseURL !== "string" || baseURL === "")) {
       throw new InvalidOptionError('the axios instance has no "baseURL": list "allowedOrigins" so the token knows where it may go');
     }
-    const requestId = instance.interceptors.request.use(interceptor);
+    // Registered together, so their runWhen calls are adjacent: see tokenAtHand.
+    const syncId = instance.interceptors.request.use(authorizeNow, undefined, { synchronous: true, runWhen: tokenAtHand });
+    const waitingId = instance.interceptors.request.use(interceptor, undefined, { runWhen: tokenNotAtHand });
     const responseId = instance.interceptors.response.use(undefined, (error: unknown) => replayOrRethrow(instance, error, cache, settings));
     const detach = (): void => {
       if (!detachers.delete(detach)) return;
-      instance.interceptors.request.eject(requestId);
+      instance.interceptors.request.eject(syncId);
+      instance.interceptors.request.eject(waitingId);
       instance.interceptors.response.eject(responseId);
     };
     detachers.add(detach);
@@ -147,7 +190,7 @@ export function createTokenRefreshInterceptor(options: TokenRefreshOptions): Tok
  */
 function carriesCallerCredentials(config: InternalAxiosRequestConfig): boolean {
   if (config.auth !== undefined && config.auth !== null) return true;
-  if (hasHeader(config.headers, "Authorization")) return true;
+  if (authorizationKey(config.headers) !== undefined) return true;
   const url = typeof config.url === "string" ? config.url : "";
   const target = ABSOLUTE_URL.test(url) ? url : typeof config.baseURL === "string" ? config.baseURL : "";
   if (!target.includes("@")) return false;
@@ -157,6 +200,36 @@ function carriesCallerCredentials(config: InternalAxiosRequestConfig): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * The name of an Authorization header present with a value, whatever its case, or undefined. One
+ * scan of the own keys, as axios's own lookup does; any copy's AxiosHeaders keeps headers as own
+ * properties, and so does a plain object.
+ */
+function authorizationKey(headers: unknown): string | undefined {
+  if (headers === null || typeof headers !== "object") return undefined;
+  for (const key in headers) {
+    if (key.length === 13 && key.toLowerCase() === "authorization" && (headers as Record<string, unknown>)[key] !== undefined) return key;
+  }
+  return undefined;
+}
+
+/**
+ * Sets our header. No Authorization with a value is there (carriesCallerCredentials said so), so a
+ * plain property write does what `headers.set` would, without its per-call name and value checks:
+ * the name is a constant and the value was checked once, when the token arrived.
+ */
+function writeAuthorization(config: InternalAxiosRequestConfig, value: string): void {
+  const headers = config.headers as unknown;
+  if (headers !== null && typeof headers === "object") (headers as Record<string, unknown>).Authorization = value;
+  else writeHeader(config, "Authorization", value);
+}
+
+/** Makes the request fail with `error` when axios dispatches it: the way a synchronous interceptor can refuse a request. */
+function failAtDispatch<C extends InternalAxiosRequestConfig>(config: C, error: unknown): C {
+  config.adapter = () => Promise.reject(error);
+  return config;
 }
 
 const ABSOLUTE_URL = /^([a-z][a-z\d+\-.]*:)?\/\//i;

@@ -27,7 +27,7 @@ import { throttledError, type AcquireLimits } from "./acquire-token.js";
 import { anySignal, monotonicNow, wallNow } from "./clock.js";
 import { TokenRefreshError, TokenRequestError } from "./errors.js";
 import { emit } from "./events.js";
-import { mustRefresh, shouldRefresh } from "./expiry.js";
+import { CLOCK_SKEW_TOLERANCE_MS, mustRefresh, shouldRefresh } from "./expiry.js";
 import { refreshUnderFleetLock } from "./fleet-lock.js";
 import { GuardedStore } from "./guarded-store.js";
 import type { Settings } from "./options.js";
@@ -71,6 +71,8 @@ export class TokenCache {
   readonly #lifetime = new AbortController();
   /** The token this process serves; its one owner is this field. */
   #current: StoredToken | undefined;
+  #freshUntil = 0;
+  #freshFrom = 0;
   #inflight: Promise<StoredToken> | undefined;
   #generation = 0;
   #throttledUntil = 0;
@@ -91,7 +93,25 @@ export class TokenCache {
 
   /** Returns a usable token: synchronously when one is held in memory and fresh, else a promise. */
   token(signal?: AbortSignal, forceRefresh?: boolean): string | Promise<string> {
+    if (forceRefresh !== true) {
+      const ready = this.peek();
+      if (ready !== undefined) return ready;
+    }
     return this.#entry(signal, forceRefresh, accessTokenOf);
+  }
+
+  /**
+   * The token held in memory when it can be served at once (starting the background refresh when it
+   * is due), else undefined. The warm path: one clock read and two comparisons in the common case.
+   */
+  peek(): string | undefined {
+    const current = this.#current;
+    if (current === undefined) return undefined;
+    const at = wallNow();
+    if (at < this.#freshUntil && at >= this.#freshFrom) return current.accessToken;
+    if (this.disposed || mustRefresh(current, at, this.#settings.expiryBufferMs)) return undefined;
+    if (shouldRefresh(current, at)) this.#refreshInBackground(current);
+    return current.accessToken;
   }
 
   /** The token with its timing (epoch ms), fetched if needed. */
@@ -116,6 +136,11 @@ export class TokenCache {
     return this.#blocking(current, signal, pick);
   }
 
+  /** The token held in memory, whatever its freshness (no clock read). */
+  get held(): string | undefined {
+    return this.#current?.accessToken;
+  }
+
   /** Whether `accessToken` is one this source handed out recently. */
   handedOut(accessToken: string): boolean {
     return this.#handedOut.includes(accessToken);
@@ -125,7 +150,7 @@ export class TokenCache {
   async invalidate(): Promise<void> {
     this.#generation += 1;
     this.#inflight = undefined;
-    this.#current = undefined;
+    this.#drop();
     this.#refusal = undefined;
     await this.#store.remove(monotonicNow() + this.#settings.timeoutMs);
   }
@@ -149,7 +174,7 @@ export class TokenCache {
       this.#adopt(outcome.entry);
       return "replaced";
     }
-    if (this.#current?.accessToken === accessToken) this.#current = undefined;
+    if (this.#current?.accessToken === accessToken) this.#drop();
     this.#refetchForUnauthorized = true;
     return "dropped";
   }
@@ -157,6 +182,7 @@ export class TokenCache {
   /** Ends backoff waits and aborts a token request on the wire; nothing more is stored. */
   dispose(): void {
     this.#inflight = undefined;
+    this.#freshUntil = 0; // peek() then takes the slow path, which sees the disposal
     this.#lifetime.abort(disposedError());
   }
 
@@ -294,8 +320,17 @@ export class TokenCache {
     if (written) emit(this.#settings.onEvent, { type: "token_cached", expiresAt: entry.expiresAt, refreshAt: entry.refreshAt });
   }
 
+  #drop(): void {
+    this.#current = undefined;
+    this.#freshUntil = 0;
+  }
+
   #adopt(entry: StoredToken): void {
     this.#current = entry;
+    // The window in which peek() needs no more than two comparisons: neither rule applies inside it.
+    const hardDeadline = entry.expiresAt - Math.min(this.#settings.expiryBufferMs, (entry.expiresAt - entry.obtainedAt) / 10);
+    this.#freshUntil = Math.min(entry.refreshAt, hardDeadline);
+    this.#freshFrom = entry.obtainedAt - CLOCK_SKEW_TOLERANCE_MS;
     remember(this.#handedOut, entry.accessToken);
   }
 
