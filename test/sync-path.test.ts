@@ -3,7 +3,7 @@
  * it in the same tick; without one, or with another asynchronous interceptor on the instance, the
  * request waits as before. Either way every request carries the right token exactly once.
  */
-import axios, { type AxiosAdapter, type InternalAxiosRequestConfig } from "axios";
+import axios, { type AxiosAdapter } from "axios";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { createTokenRefreshInterceptor } from "../src/index.js";
 import { defer } from "./helpers/defer.js";
