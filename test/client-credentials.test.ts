@@ -196,9 +196,11 @@ describe("token responses (RFC 6749 §5.1, §5.2)", () => {
   });
 
   it("refuses a body over 1 MiB (RES-10)", async () => {
-    const { error } = await tokenFrom(() => ({ body: { access_token: "a", padding: "x".repeat(1_100_000) } }));
+    const { error, token } = await tokenFrom(() => ({ body: { access_token: "a", padding: "x".repeat(1_100_000) } }));
+    expect(token).toBeUndefined();
     expect(error).toBeInstanceOf(TokenRequestError);
     expect((error as TokenRequestError).code).toBe("ERR_TOKEN_REQUEST");
+    expect(String(error)).toContain("larger than 1 MiB");
   });
 
   it("reports an unreachable endpoint as ERR_TOKEN_NETWORK with the low-level code", async () => {
