@@ -4,13 +4,12 @@
  * again; an OAuth refusal such as `invalid_client` is final, since repeating it only gets the
  * client throttled or locked by the identity provider.
  */
-import type { AxiosInstance } from "axios";
 import { requestToken } from "./client-credentials.js";
 import { monotonicNow } from "./clock.js";
 import { TokenRequestError } from "./errors.js";
 import { emit } from "./events.js";
 import { resolveToken } from "./expiry.js";
-import type { Settings } from "./options.js";
+import type { Settings, TokenHttpClient } from "./options.js";
 import { backoffDelay, isTransient, sleep } from "./retry.js";
 import type { StoredToken } from "./store.js";
 
@@ -23,7 +22,7 @@ export interface AcquireLimits {
 }
 
 /** Fetches one token, retrying transient failures while the budget allows. */
-export async function acquireToken(client: AxiosInstance, settings: Settings, limits: AcquireLimits): Promise<StoredToken> {
+export async function acquireToken(client: TokenHttpClient, settings: Settings, limits: AcquireLimits): Promise<StoredToken> {
   const { retry } = settings;
   for (let attempt = 1; ; attempt += 1) {
     const sentAt = Date.now();

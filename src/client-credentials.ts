@@ -3,10 +3,9 @@
  * (§5.1, §5.2). Nothing here caches or retries; nothing here lets the secret out: every
  * status is handled without an AxiosError, and network errors are copied, not attached.
  */
-import type { AxiosInstance, AxiosResponse } from "axios";
+import type { Settings, TokenHttpClient } from "./options.js";
 import qs from "qs";
 import { InvalidTokenResponseError, TokenRequestError, sanitizeServerText } from "./errors.js";
-import type { Settings } from "./options.js";
 import { parseRetryAfter } from "./retry.js";
 
 /** The RFC 6749 §5.1 members we use, as validated; unknown members are ignored. */
@@ -16,6 +15,9 @@ export interface TokenEndpointResponse {
   readonly expires_in?: unknown;
   readonly refresh_in?: unknown;
 }
+
+/** What a token request resolves to: the status, the body (text) and the headers, of whichever axios copy sent it. */
+type TokenHttpResponse = Awaited<ReturnType<TokenHttpClient["request"]>>;
 
 /** What one request needs from the caller: the remaining budget and a way to stop it. */
 export interface AttemptLimits {
@@ -31,11 +33,11 @@ const HEADER_SAFE_TOKEN = /^[\x21-\x7e]+$/; // visible ASCII only: a space, CR, 
  * Sends one token request and returns the validated response.
  * @see https://www.rfc-editor.org/rfc/rfc6749#section-4.4.2
  */
-export async function requestToken(client: AxiosInstance, settings: Settings, limits: AttemptLimits): Promise<TokenEndpointResponse> {
+export async function requestToken(client: TokenHttpClient, settings: Settings, limits: AttemptLimits): Promise<TokenEndpointResponse> {
   const { body, authorization } = await buildRequest(settings);
-  let response: AxiosResponse<unknown>;
+  let response: TokenHttpResponse;
   try {
-    response = await client.request<unknown>({
+    response = await client.request({
       method: "POST",
       url: settings.tokenUrl,
       data: body,
@@ -102,7 +104,7 @@ function base64(text: string): string {
 }
 
 /** Validates a token endpoint's answer (RFC 6749 §5.1, §5.2): the token, or a coded error. */
-export function readResponse(response: Pick<AxiosResponse<unknown>, "status" | "data" | "headers">): TokenEndpointResponse {
+export function readResponse(response: TokenHttpResponse): TokenEndpointResponse {
   const { status } = response;
   const body = parseJsonObject(response.data);
   const retryAfterMs = parseRetryAfter(headerValue(response, "retry-after"));
@@ -150,7 +152,7 @@ function parseJsonObject(data: unknown): Record<string, unknown> | undefined {
   return parsed !== null && typeof parsed === "object" && !Array.isArray(parsed) ? (parsed as Record<string, unknown>) : undefined;
 }
 
-function headerValue(response: Pick<AxiosResponse<unknown>, "headers">, name: string): string | undefined {
+function headerValue(response: TokenHttpResponse, name: string): string | undefined {
   const headers = response.headers as Record<string, unknown> | { get?: (name: string) => unknown } | undefined;
   const value = typeof headers?.get === "function" ? headers.get(name) : (headers as Record<string, unknown> | undefined)?.[name];
   return typeof value === "string" ? value : undefined;

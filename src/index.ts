@@ -12,6 +12,8 @@ export type {
   CommonTokenSourceOptions,
   RetryOptions,
   TokenEndpointOptions,
+  TokenHttpClient,
+  TokenHttpRequest,
   TokenRefreshOptions,
   TokenSourceOptions,
 } from "./options.js";

@@ -2,9 +2,48 @@
  * The options, typed where they are declared: each with its default and, for the defaults, why.
  * Validation lives in validate-options.ts; this file has no code that runs.
  */
-import type { AxiosInstance } from "axios";
 import type { TokenEvent } from "./events.js";
 import type { TokenStore } from "./store.js";
+
+/**
+ * What token requests are sent with: an axios instance of any copy or version in the peer range.
+ * Only `request` is used, and it is typed here rather than as axios's `AxiosInstance`, so that an
+ * instance of a nested second axios fits as well.
+ */
+export interface TokenHttpClient {
+  /** axios's `instance.request(config)`. */
+  request(config: TokenHttpRequest): Promise<{ readonly status: number; readonly data: unknown; readonly headers: unknown }>;
+}
+
+/** The config of a token request, as {@link TokenHttpClient.request} receives it. */
+export interface TokenHttpRequest {
+  /** Always `POST`. */
+  method: "POST";
+  /** The token endpoint. */
+  url: string;
+  /** The form body. */
+  data: string;
+  /** Content-Type, Accept, and Authorization (`false`: none, not even one from the defaults). */
+  headers: Record<string, string | false>;
+  /** Always 0: the token request never follows a redirect. */
+  maxRedirects: number;
+  /** For axios's fetch adapter: redirects are an error. */
+  fetchOptions: { redirect: "error" };
+  /** ms left of the budget. */
+  timeout: number;
+  /** Ends the request on timeout or dispose. */
+  signal: AbortSignal;
+  /** Response size cap. */
+  maxContentLength: number;
+  /** Request size cap. */
+  maxBodyLength: number;
+  /** The body is read as text and parsed by the library. */
+  responseType: "text";
+  /** No parsing by axios. */
+  transformResponse: ((data: unknown) => unknown)[];
+  /** Every status resolves, so axios builds no error around the config (which carries the secret). */
+  validateStatus: (status: number) => boolean;
+}
 
 /** How the client authenticates at the token endpoint (RFC 6749 §2.3.1). */
 export type ClientAuthMethod = "client_secret_post" | "client_secret_basic";
@@ -132,7 +171,7 @@ export interface CommonTokenSourceOptions {
    * Axios instance for token requests (proxies, TLS settings). Must not be an instance the interceptor is installed on.
    * @default axios.create(), made at the first token request
    */
-  httpClient?: AxiosInstance;
+  httpClient?: TokenHttpClient;
   /**
    * Time budget for getting a token, every attempt, backoff and `Retry-After` wait included.
    * @default 10_000
@@ -178,7 +217,7 @@ export interface Settings {
   readonly refreshMarginMs: number;
   readonly expiryBufferMs: number;
   readonly refreshJitter: number;
-  readonly httpClient: AxiosInstance | undefined;
+  readonly httpClient: TokenHttpClient | undefined;
   readonly timeoutMs: number;
   readonly retry: Required<RetryOptions>;
   readonly allowedOrigins: ReadonlySet<string> | undefined;

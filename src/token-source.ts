@@ -3,10 +3,10 @@
  * interceptor.ts, which is built on it. The token request itself goes through axios (the user's
  * `httpClient`, or an instance made at the first request), but the cache rule does not know that.
  */
-import axios, { type AxiosInstance } from "axios";
+import axios from "axios";
 import { acquireToken } from "./acquire-token.js";
 import { InvalidOptionError } from "./errors.js";
-import type { Settings, TokenRefreshOptions, TokenSourceOptions } from "./options.js";
+import type { Settings, TokenHttpClient, TokenRefreshOptions, TokenSourceOptions } from "./options.js";
 import { TokenCache, type GetTokenOptions, type TokenFetcher } from "./token-cache.js";
 import { normalizeOptions } from "./validate-options.js";
 
@@ -60,7 +60,7 @@ export function createCachedSource(options: TokenRefreshOptions): { cache: Token
 
 /** The token request through the user's axios instance, or one made when the first token is needed. */
 function tokenFetcher(settings: Settings): TokenFetcher {
-  let client: AxiosInstance | undefined = settings.httpClient;
+  let client: TokenHttpClient | undefined = settings.httpClient;
   return (limits) => {
     client ??= axios.create();
     return acquireToken(client, settings, limits);

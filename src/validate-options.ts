@@ -2,13 +2,13 @@
  * Turning what the user passed into validated {@link Settings}: every option checked once, at
  * construction, with an error that names the option and says what it must be.
  */
-import type { AxiosInstance } from "axios";
 import { InvalidOptionError } from "./errors.js";
 import {
   DEFAULTS,
   type ClientAuthMethod,
   type RetryOptions,
   type Settings,
+  type TokenHttpClient,
   type TokenRefreshOptions,
   type TokenSourceOptions,
 } from "./options.js";
@@ -104,7 +104,7 @@ export function normalizeOptions(options: TokenRefreshOptions | TokenSourceOptio
     refreshMarginMs: duration("refreshMarginMs", own("refreshMarginMs"), DEFAULTS.refreshMarginMs),
     expiryBufferMs: duration("expiryBufferMs", own("expiryBufferMs"), DEFAULTS.expiryBufferMs),
     refreshJitter: ratio("refreshJitter", own("refreshJitter"), DEFAULTS.refreshJitter),
-    httpClient: httpClient as AxiosInstance | undefined,
+    httpClient: httpClient as TokenHttpClient | undefined,
     timeoutMs: duration("timeoutMs", own("timeoutMs"), DEFAULTS.timeoutMs, 1),
     retry: {
       attempts: integer("retry.attempts", ownRetry("attempts"), DEFAULTS.retry.attempts, 1, 10),

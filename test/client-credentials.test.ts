@@ -4,18 +4,12 @@ import { describe, expect, it } from "vitest";
 import { createTokenRefreshInterceptor, InvalidTokenResponseError, TokenRequestError, type TokenRefreshOptions } from "../src/index.js";
 import { expectNoSecrets } from "./helpers/secrets.js";
 import { startTokenServer, type Handler } from "./helpers/servers.js";
+import { interceptorFor, type Overrides } from "./helpers/interceptor.js";
 
 const SECRET = "s3cr3t+/=%?&value";
 
-async function tokenFrom(handler: Handler | undefined, options: { [K in keyof TokenRefreshOptions]?: unknown } = {}) {
-  const server = await startTokenServer(handler);
-  const auth = createTokenRefreshInterceptor({
-    tokenUrl: server.url,
-    clientId: "my-client",
-    clientSecret: SECRET,
-    retry: { attempts: 1 },
-    ...options,
-  } as TokenRefreshOptions);
+async function tokenFrom(handler: Handler | undefined, overrides: Overrides = {}) {
+  const { tokens: server, auth } = await interceptorFor(handler, { clientId: "my-client", clientSecret: SECRET, ...overrides });
   const result = await auth.getAccessToken().then(
     (token) => ({ token, error: undefined }),
     (error: unknown) => ({ token: undefined, error }),

@@ -4,17 +4,11 @@ import { describe, expect, it } from "vitest";
 import { createTokenRefreshInterceptor, TokenRequestError, type TokenRefreshOptions } from "../src/index.js";
 import { defer } from "./helpers/defer.js";
 import { issueTokens, startResourceServer, startTokenServer, type Handler } from "./helpers/servers.js";
+import { apiFor, type Overrides } from "./helpers/interceptor.js";
 
 const agent = new Agent({ keepAlive: true, maxSockets: 64 });
 
-async function setup(handler?: Handler, options: Partial<TokenRefreshOptions> = {}) {
-  const tokens = await startTokenServer(handler);
-  const resource = await startResourceServer();
-  const api: AxiosInstance = axios.create({ baseURL: `${resource.origin}/v1`, httpAgent: agent });
-  const auth = createTokenRefreshInterceptor({ tokenUrl: tokens.url, clientId: "c", clientSecret: "s", retry: { attempts: 1 }, ...options } as TokenRefreshOptions);
-  api.interceptors.request.use(auth);
-  return { tokens, resource, api, auth };
-}
+const setup = (handler?: Handler, overrides: Overrides = {}) => apiFor(handler, overrides, { install: "use", path: "/v1", instance: { httpAgent: agent } });
 
 describe("request interceptor", () => {
   it("1,000 concurrent requests on a cold cache: one token request, every request carries its token", async () => {

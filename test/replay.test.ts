@@ -4,23 +4,9 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import { createTokenRefreshInterceptor, type TokenEvent, type TokenRefreshOptions } from "../src/index.js";
 import { defer } from "./helpers/defer.js";
 import { startResourceServer, startTokenServer, type Handler } from "./helpers/servers.js";
+import { apiFor, type Overrides } from "./helpers/interceptor.js";
 
-async function setup(handler?: Handler, options: Partial<TokenRefreshOptions> = {}) {
-  const tokens = await startTokenServer(handler);
-  const resource = await startResourceServer();
-  const api: AxiosInstance = axios.create({ baseURL: resource.origin });
-  const events: TokenEvent[] = [];
-  const auth = createTokenRefreshInterceptor({
-    tokenUrl: tokens.url,
-    clientId: "c",
-    clientSecret: "s",
-    retry: { attempts: 1 },
-    onEvent: (e) => events.push(e),
-    ...options,
-  } as TokenRefreshOptions);
-  const detach = auth.attach(api);
-  return { tokens, resource, api, auth, detach, events };
-}
+const setup = (handler?: Handler, overrides: Overrides = {}) => apiFor(handler, overrides);
 
 /** Fetches token-1 and lets 10 s pass (fake clocks), so a test starts from a token in use for a while. */
 async function warm(auth: { getAccessToken(): Promise<string> }) {

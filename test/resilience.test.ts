@@ -4,21 +4,12 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import { createTokenRefreshInterceptor, TokenRequestError, type TokenEvent, type TokenRefreshOptions } from "../src/index.js";
 import { backoffDelay, isTransient, parseRetryAfter } from "../src/retry.js";
 import { issueTokens, startTokenServer, type Handler } from "./helpers/servers.js";
+import { interceptorFor, type Overrides } from "./helpers/interceptor.js";
 
-async function setup(handler?: Handler, options: Partial<TokenRefreshOptions> = {}) {
-  const server = await startTokenServer(handler);
-  const events: TokenEvent[] = [];
-  const auth = createTokenRefreshInterceptor({
-    tokenUrl: server.url,
-    clientId: "c",
-    clientSecret: "s",
-    refreshJitter: 0,
-    retry: { attempts: 3, baseDelayMs: 5, maxDelayMs: 20 },
-    onEvent: (e) => events.push(e),
-    ...options,
-  } as TokenRefreshOptions);
-  return { server, auth, events };
-}
+const setup = async (handler?: Handler, overrides: Overrides = {}) => {
+  const { tokens, auth, events } = await interceptorFor(handler, { retry: { attempts: 3, baseDelayMs: 5, maxDelayMs: 20 }, ...overrides });
+  return { server: tokens, auth, events };
+};
 
 /** Polls on setImmediate, which fake timers leave alone; bounded. */
 async function until(condition: () => boolean) {

@@ -8,22 +8,12 @@ import { createTokenRefreshInterceptor, InMemoryTokenStore, type StoredToken, ty
 import { STORE_CALL_TIMEOUT_MS } from "../src/guarded-store.js";
 import { defer } from "./helpers/defer.js";
 import { issueTokens, startTokenServer, type Handler } from "./helpers/servers.js";
+import { interceptorFor, type Overrides } from "./helpers/interceptor.js";
 
-async function setup(store: TokenStore, options: Partial<TokenRefreshOptions> = {}, handler?: Handler) {
-  const server = await startTokenServer(handler);
-  const events: TokenEvent[] = [];
-  const auth = createTokenRefreshInterceptor({
-    tokenUrl: server.url,
-    clientId: "c",
-    clientSecret: "s",
-    store,
-    cacheKey: "k",
-    retry: { attempts: 1 },
-    onEvent: (e) => events.push(e),
-    ...options,
-  } as TokenRefreshOptions);
-  return { server, auth, events };
-}
+const setup = async (store: TokenStore, overrides: Overrides = {}, handler?: Handler) => {
+  const { tokens, auth, events } = await interceptorFor(handler, { store, cacheKey: "k", ...overrides });
+  return { server: tokens, auth, events };
+};
 
 const never = <T>(): Promise<T> => new Promise<T>(() => {});
 

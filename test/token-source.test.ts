@@ -2,21 +2,14 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import { createTokenRefreshInterceptor, createTokenSource, InMemoryTokenStore, type StoredToken, type TokenEvent, type TokenRefreshOptions, type TokenStore } from "../src/index.js";
 import { defer } from "./helpers/defer.js";
 import { issueTokens, startTokenServer, type Handler } from "./helpers/servers.js";
+import { interceptorFor, type Overrides } from "./helpers/interceptor.js";
 
 const T0 = Date.UTC(2026, 10, 27, 12);
 
-async function setup(handler?: Handler, options: Partial<TokenRefreshOptions> = {}) {
-  const server = await startTokenServer(handler);
-  const auth = createTokenRefreshInterceptor({
-    tokenUrl: server.url,
-    clientId: "c",
-    clientSecret: "s",
-    refreshJitter: 0,
-    retry: { attempts: 1 },
-    ...options,
-  } as TokenRefreshOptions);
-  return { server, auth };
-}
+const setup = async (handler?: Handler, overrides: Overrides = {}) => {
+  const { tokens, auth } = await interceptorFor(handler, overrides);
+  return { server: tokens, auth };
+};
 
 /**
  * Lets a background refresh reach the server and settle. Polls with real timers: vi.waitFor
