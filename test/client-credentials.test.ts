@@ -18,7 +18,7 @@ async function tokenFrom(handler: Handler | undefined, overrides: Overrides = {}
 }
 
 describe("the token request (RFC 6749 §4.4.2)", () => {
-  it("POSTs a form with grant_type, scope, extra params and client_secret_post credentials (REQ-1, REQ-2)", async () => {
+  it("POSTs a form with grant_type, scope, extra params and client_secret_post credentials", async () => {
     const { server, token } = await tokenFrom(undefined, {
       scope: ["api://a/.default", "b"],
       extraParams: { audience: "https://api.example.com" },
@@ -45,7 +45,7 @@ describe("the token request (RFC 6749 §4.4.2)", () => {
     expect(new URLSearchParams(server.requests[0]?.body).has("scope")).toBe(false);
   });
 
-  it("form-encodes id and secret before base64 for client_secret_basic (REQ-3, golang TestURLUnsafeClientConfig)", async () => {
+  it("form-encodes id and secret before base64 for client_secret_basic (golang TestURLUnsafeClientConfig)", async () => {
     const { server } = await tokenFrom(undefined, {
       clientId: "CLIENT_ID??",
       clientSecret: "CLIENT_SECRET??",
@@ -54,11 +54,11 @@ describe("the token request (RFC 6749 §4.4.2)", () => {
     const [request] = server.requests;
     expect(request?.headers.authorization).toBe("Basic Q0xJRU5UX0lEJTNGJTNGOkNMSUVOVF9TRUNSRVQlM0YlM0Y=");
     const body = new URLSearchParams(request?.body);
-    expect(body.has("client_secret")).toBe(false); // one method only (REQ-6)
+    expect(body.has("client_secret")).toBe(false); // one method only
     expect(body.has("client_id")).toBe(false);
   });
 
-  it("encodes a secret with spaces and pluses so the server decodes the same secret (REQ-3)", async () => {
+  it("encodes a secret with spaces and pluses so the server decodes the same secret", async () => {
     const { server } = await tokenFrom(undefined, { clientSecret: "a b+c", clientAuthMethod: "client_secret_basic" });
     const basic = Buffer.from(server.requests[0]?.headers.authorization?.slice(6) ?? "", "base64").toString();
     expect(basic).toBe("my-client:a+b%2Bc");
@@ -75,7 +75,7 @@ describe("the token request (RFC 6749 §4.4.2)", () => {
     expect(bodies[0]?.client_secret).toBeUndefined();
   });
 
-  it("never follows a redirect from the token endpoint: the body holds the secret (REQ-12)", async () => {
+  it("never follows a redirect from the token endpoint: the body holds the secret", async () => {
     const elsewhere = await startTokenServer();
     const { error, server } = await tokenFrom(() => ({ status: 307, headers: { Location: elsewhere.url } }));
     expect(error).toBeInstanceOf(TokenRequestError);
@@ -116,7 +116,7 @@ describe("the token request (RFC 6749 §4.4.2)", () => {
     expect(server.requests[0]?.headers["x-client"]).toBe("mine");
   });
 
-  it("never sends an Authorization inherited from axios.defaults alongside a body secret (REQ-6)", async () => {
+  it("never sends an Authorization inherited from axios.defaults alongside a body secret", async () => {
     axios.defaults.headers.common.Authorization = "Bearer from-global-defaults";
     try {
       const { server, token } = await tokenFrom(undefined);
@@ -131,8 +131,8 @@ describe("the token request (RFC 6749 §4.4.2)", () => {
 describe("token responses (RFC 6749 §5.1, §5.2)", () => {
   it.each([
     ["lower-case bearer", { access_token: "abc", token_type: "bearer" }],
-    ["missing token_type is taken as Bearer (RES-3)", { access_token: "abc" }],
-    ["unknown members are ignored (RES-5)", { access_token: "abc", token_type: "Bearer", ext_expires_in: 1, refresh_token: "r" }],
+    ["missing token_type is taken as Bearer", { access_token: "abc" }],
+    ["unknown members are ignored", { access_token: "abc", token_type: "Bearer", ext_expires_in: 1, refresh_token: "r" }],
   ])("accepts %s", async (_name, body) => {
     const { token } = await tokenFrom(() => ({ body }));
     expect(token).toBe("abc");
@@ -144,10 +144,10 @@ describe("token responses (RFC 6749 §5.1, §5.2)", () => {
     ["JSON null", "null", "body"],
     ["a JSON array", "[]", "body"],
     ["truncated JSON", '{"access_token":"ab', "body"],
-    ["no access_token (RES-1)", { token_type: "Bearer" }, "access_token"],
+    ["no access_token", { token_type: "Bearer" }, "access_token"],
     ["a numeric access_token", { access_token: 123 }, "access_token"],
     ["an empty access_token", { access_token: "" }, "access_token"],
-    ["CR/LF in the token (RES-2)", { access_token: "abc\r\nX-Injected: 1" }, "access_token"],
+    ["CR/LF in the token", { access_token: "abc\r\nX-Injected: 1" }, "access_token"],
     ["a space in the token", { access_token: "abc def" }, "access_token"],
     ["a NUL in the token", { access_token: "abc\u0000" }, "access_token"],
     ["token_type DPoP", { access_token: "abc", token_type: "DPoP" }, "token_type"],
@@ -161,7 +161,7 @@ describe("token responses (RFC 6749 §5.1, §5.2)", () => {
     expect((error as Error).message).not.toContain("oops");
   });
 
-  it("maps a 401 invalid_client to TokenRequestError with the RFC fields (ERR-5)", async () => {
+  it("maps a 401 invalid_client to TokenRequestError with the RFC fields", async () => {
     const { error } = await tokenFrom(() => ({
       status: 401,
       body: { error: "invalid_client", error_description: "AADSTS7000215: Invalid client secret.", error_uri: "https://e.example/x" },
@@ -177,19 +177,19 @@ describe("token responses (RFC 6749 §5.1, §5.2)", () => {
     });
   });
 
-  it("treats an error member in a 200 as a failure (RES-4)", async () => {
+  it("treats an error member in a 200 as a failure", async () => {
     const { error } = await tokenFrom(() => ({ body: { error: "invalid_scope", access_token: "abc" } }));
     expect(error).toMatchObject({ code: "ERR_TOKEN_REQUEST", status: 200, error: "invalid_scope" });
   });
 
-  it("strips control characters from error_description and caps its length (RES-13, SEC-3)", async () => {
+  it("strips control characters from error_description and caps its length", async () => {
     const { error } = await tokenFrom(() => ({ status: 400, body: { error: "invalid_request", error_description: `line1\r\nFAKE LOG LINE\u001b[31m${"x".repeat(2000)}` } }));
     const description = (error as TokenRequestError).errorDescription ?? "";
     expect(description).not.toMatch(/[\r\n\u001b]/);
     expect(description.length).toBeLessThanOrEqual(301);
   });
 
-  it("refuses a body over 1 MiB (RES-10)", async () => {
+  it("refuses a body over 1 MiB", async () => {
     const { error, token } = await tokenFrom(() => ({ body: { access_token: "a", padding: "x".repeat(1_100_000) } }));
     expect(token).toBeUndefined();
     expect(error).toBeInstanceOf(TokenRequestError);
@@ -206,7 +206,7 @@ describe("token responses (RFC 6749 §5.1, §5.2)", () => {
   });
 });
 
-describe("secrets never leak into errors (SEC-1)", () => {
+describe("secrets never leak into errors", () => {
   it.each([
     ["client_secret_post, 401", "client_secret_post", { status: 401, body: { error: "invalid_client" } }],
     ["client_secret_basic, 500", "client_secret_basic", { status: 500, body: "<html>boom</html>" }],
@@ -225,7 +225,7 @@ describe("secrets never leak into errors (SEC-1)", () => {
     expectNoSecrets(error, SECRET, encodeURIComponent(SECRET));
   });
 
-  it("util.inspect and JSON.stringify of the interceptor show no secret (SEC-4)", async () => {
+  it("util.inspect and JSON.stringify of the interceptor show no secret", async () => {
     const { auth } = await tokenFrom(undefined);
     const { inspect } = await import("node:util");
     expect(inspect(auth, { depth: Infinity, showHidden: true })).not.toContain(SECRET);

@@ -11,7 +11,7 @@ const SENT = Date.UTC(2026, 0, 1);
 const lifetimeOf = (accessToken: string, expiresIn?: unknown, at = SENT) =>
   resolveToken({ accessToken, expiresIn, refreshIn: undefined }, at, policy).expiresAt - at;
 
-describe("expires_in (RES-6, golang TestExchangeRequest_JSONResponse_Expiry)", () => {
+describe("expires_in (golang TestExchangeRequest_JSONResponse_Expiry)", () => {
   it.each([
     [3600, 3_600_000],
     ["3600", 3_600_000],
@@ -29,7 +29,7 @@ describe("expires_in (RES-6, golang TestExchangeRequest_JSONResponse_Expiry)", (
     [Number.NaN, 300_000],
     [1e12, 86_400_000],
     [3_000_000, 86_400_000],
-  ])("expires_in %j → lifetime %i ms, measured from when the request was sent (EXP-2)", (expiresIn, lifetime) => {
+  ])("expires_in %j → lifetime %i ms, measured from when the request was sent", (expiresIn, lifetime) => {
     expect(lifetimeOf("opaque-token", expiresIn)).toBe(lifetime);
   });
 
@@ -40,7 +40,7 @@ describe("expires_in (RES-6, golang TestExchangeRequest_JSONResponse_Expiry)", (
   });
 });
 
-describe("JWT exp is a hint that can only shorten the lifetime (EXP-1, EXP-3, EXP-4)", () => {
+describe("JWT exp is a hint that can only shorten the lifetime", () => {
   const exp = (seconds: number) => SENT / 1000 + seconds;
 
   it("uses the earlier of expires_in and exp", () => {
@@ -52,7 +52,7 @@ describe("JWT exp is a hint that can only shorten the lifetime (EXP-1, EXP-3, EX
     expect(lifetimeOf(unsignedJwt({ exp: exp(900) }))).toBe(900_000);
   });
 
-  it("ignores an exp already past: the local clock is ahead, not the token dead (F9)", () => {
+  it("ignores an exp already past: the local clock is ahead, not the token dead", () => {
     expect(lifetimeOf(unsignedJwt({ exp: exp(-3600) }), 3600)).toBe(3_600_000);
     expect(lifetimeOf(unsignedJwt({ exp: exp(-3600) }))).toBe(300_000);
   });
@@ -84,7 +84,7 @@ describe("JWT exp is a hint that can only shorten the lifetime (EXP-1, EXP-3, EX
   });
 });
 
-describe("refresh thresholds clamp to the token's lifetime (EXP-7)", () => {
+describe("refresh thresholds clamp to the token's lifetime", () => {
   const token = (lifetimeMs: number, refreshIn?: number) =>
     resolveToken({ accessToken: "t", expiresIn: lifetimeMs / 1000, refreshIn }, SENT, policy);
 

@@ -63,7 +63,7 @@ describe("request interceptor", () => {
     expect(resource.authorizations).toEqual([undefined, "Bearer token-1"]);
   });
 
-  it("never writes the token into instance or global defaults (CACHE-5)", async () => {
+  it("never writes the token into instance or global defaults", async () => {
     const { api } = await setup();
     await api.get("/a");
     expect(JSON.stringify(api.defaults.headers)).not.toContain("token-1");

@@ -75,7 +75,7 @@ describe("options are validated at construction", () => {
     expect(keyOf("old-secret")).toBe(keyOf("old-secret"));
   });
 
-  it("reads own properties only: a polluted Object.prototype is not an option (ORG-7)", () => {
+  it("reads own properties only: a polluted Object.prototype is not an option", () => {
     const proto = Object.prototype as Record<string, unknown>;
     proto.tenantId = "evil";
     proto.allowInsecureHttp = true;

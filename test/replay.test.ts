@@ -24,7 +24,7 @@ afterEach(() => {
 
 const statusOf = (e: unknown) => (axios.isAxiosError(e) ? e.response?.status : undefined);
 
-describe("attach(): 401 replay (401-1, SF-8)", () => {
+describe("attach(): 401 replay", () => {
   it("drops the rejected token, fetches one, and replays the request once with it", async () => {
     const { api, resource, tokens, auth } = await setup();
     await warm(auth);
@@ -35,7 +35,7 @@ describe("attach(): 401 replay (401-1, SF-8)", () => {
     expect(tokens.count).toBe(2);
   });
 
-  it("a second 401 for the replay goes to the caller unchanged: no loop (F2)", async () => {
+  it("a second 401 for the replay goes to the caller unchanged: no loop", async () => {
     const { api, resource, tokens, auth } = await setup();
     await warm(auth);
     resource.rejected.add("token-1").add("token-2").add("token-3");
@@ -212,7 +212,7 @@ describe("attach(): 401 replay (401-1, SF-8)", () => {
     expect(tokens.count).toBe(0);
   });
 
-  it("refuses to attach to its own token client (REQ-11)", async () => {
+  it("refuses to attach to its own token client", async () => {
     const client = axios.create({ baseURL: "https://idp.example.com" });
     const auth = createTokenRefreshInterceptor({ tokenUrl: "https://idp.example.com/token", clientId: "c", clientSecret: "s", httpClient: client });
     expect(() => auth.attach(client)).toThrow(/must not be the instance/);

@@ -21,7 +21,7 @@ afterEach(() => {
   vi.useRealTimers();
 });
 
-describe("retries of the token endpoint (ERR-1, ERR-2)", () => {
+describe("retries of the token endpoint", () => {
   it.each([408, 429, 500, 502, 503, 504])("retries %i, then succeeds", async (status) => {
     const { server, auth } = await setup((r, n) => (n === 1 ? { status, body: {} } : issueTokens(r, n)));
     await expect(auth.getAccessToken()).resolves.toBe("token-2");
@@ -73,7 +73,7 @@ describe("retries of the token endpoint (ERR-1, ERR-2)", () => {
   });
 });
 
-describe("Retry-After and throttling (ERR-3)", () => {
+describe("Retry-After and throttling", () => {
   const at = Date.UTC(2026, 10, 27, 12);
   it.each([
     ["120", 120_000],

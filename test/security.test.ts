@@ -27,7 +27,7 @@ afterEach(() => {
   vi.useRealTimers();
 });
 
-describe("the token goes only to allowed origins (ORG-1, ORG-2, ORG-3)", () => {
+describe("the token goes only to allowed origins", () => {
   it.each([
     ["/users", true],
     ["users", true],
@@ -73,7 +73,7 @@ describe("the token goes only to allowed origins (ORG-1, ORG-2, ORG-3)", () => {
     expect(sent[0]?.authorization).toBeUndefined();
   });
 
-  it("refuses to send the token over http: to a host that is not loopback (ORG-3)", async () => {
+  it("refuses to send the token over http: to a host that is not loopback", async () => {
     const { api, sent } = await withToken({}, { baseURL: "http://api.example.com" });
     await expect(api.get("/x")).rejects.toMatchObject({ code: "ERR_ORIGIN_NOT_CONFIGURED", message: expect.stringContaining("https") });
     expect(sent).toHaveLength(0);
@@ -92,7 +92,7 @@ describe("the token goes only to allowed origins (ORG-1, ORG-2, ORG-3)", () => {
   });
 });
 
-describe("redirects (ORG-4)", () => {
+describe("redirects", () => {
   async function redirectingSetup(userHook?: () => void) {
     const tokens = await startTokenServer();
     const target = await startResourceServer();
@@ -108,7 +108,7 @@ describe("redirects (ORG-4)", () => {
     return { api, target, origin };
   }
 
-  it("the header does not follow a redirect to a subdomain, which follow-redirects would keep it for (F13)", async () => {
+  it("the header does not follow a redirect to a subdomain, which follow-redirects would keep it for", async () => {
     const tokens = await startTokenServer();
     const server = await startResourceServer();
     const port = new URL(server.origin).port;
@@ -150,7 +150,7 @@ describe("redirects (ORG-4)", () => {
   });
 });
 
-describe("resource errors through attach() are redacted (SEC-5)", () => {
+describe("resource errors through attach() are redacted", () => {
   async function failingSetup(options: Partial<TokenRefreshOptions> = {}) {
     const tokens = await startTokenServer((_r, n) => ({ body: { access_token: `very-secret-token-${n}` } }));
     const resource = await startResourceServer();

@@ -25,7 +25,7 @@ afterEach(() => {
   vi.useRealTimers();
 });
 
-describe("single flight (SF-1, SF-2)", () => {
+describe("single flight", () => {
   it("1,000 concurrent callers on a cold cache cause exactly one token request and share its token", async () => {
     const gate = defer();
     const { server, auth } = await setup(async (r, n) => (await gate.promise, issueTokens(r, n)));
@@ -43,7 +43,7 @@ describe("single flight (SF-1, SF-2)", () => {
     expect(server.count).toBe(2);
   });
 
-  it("every waiter of a failed refresh is rejected, none hangs (SF-6)", async () => {
+  it("every waiter of a failed refresh is rejected, none hangs", async () => {
     const { auth } = await setup(() => ({ status: 400, body: { error: "invalid_client" } }));
     const results = await Promise.allSettled(Array.from({ length: 50 }, () => auth.getAccessToken()));
     expect(results.every((r) => r.status === "rejected")).toBe(true);
@@ -71,7 +71,7 @@ describe("single flight (SF-1, SF-2)", () => {
   });
 });
 
-describe("expiry and refresh timing (EXP-7, SF-3, ERR-4)", () => {
+describe("expiry and refresh timing", () => {
   it("reuses the token until the margin, then serves it while one background refresh runs", async () => {
     vi.useFakeTimers({ toFake: ["Date"] });
     vi.setSystemTime(T0);
@@ -128,7 +128,7 @@ describe("expiry and refresh timing (EXP-7, SF-3, ERR-4)", () => {
     await expect(auth.getAccessToken()).resolves.toBe("short");
   });
 
-  it("a token whose exp is already past (clock ahead) is cached by expires_in, not refetched per request (F9)", async () => {
+  it("a token whose exp is already past (clock ahead) is cached by expires_in, not refetched per request", async () => {
     const { unsignedJwt } = await import("./helpers/jwt.js");
     const stale = unsignedJwt({ exp: Math.floor(Date.now() / 1000) - 3600 });
     const { server, auth } = await setup(() => ({ body: { access_token: stale, expires_in: 3600 } }));
@@ -137,7 +137,7 @@ describe("expiry and refresh timing (EXP-7, SF-3, ERR-4)", () => {
   });
 });
 
-describe("invalidate(rejectedToken) is compare-and-delete (SF-8)", () => {
+describe("invalidate(rejectedToken) is compare-and-delete", () => {
   it("drops the cached token only if it is the rejected one", async () => {
     const { server, auth } = await setup();
     await auth.getAccessToken();
@@ -151,7 +151,7 @@ describe("invalidate(rejectedToken) is compare-and-delete (SF-8)", () => {
   });
 });
 
-describe("stores (CACHE-2, CACHE-4)", () => {
+describe("stores", () => {
   it("works with an async store and writes what it fetched", async () => {
     const map = new Map<string, StoredToken>();
     const store: TokenStore = {
@@ -202,7 +202,7 @@ describe("stores (CACHE-2, CACHE-4)", () => {
     expect(store.size).toBe(0);
   });
 
-  it("two interceptors sharing a store with different scopes never see each other's token (CACHE-1, F17)", async () => {
+  it("two interceptors sharing a store with different scopes never see each other's token", async () => {
     const store = new InMemoryTokenStore();
     const server = await startTokenServer((r, n) => ({ body: { access_token: `${new URLSearchParams(r.body).get("scope")}-${n}` } }));
     const make = (scope: string) => createTokenRefreshInterceptor({ tokenUrl: server.url, clientId: "c", clientSecret: "s", scope, store });
@@ -243,7 +243,7 @@ describe("events", () => {
   });
 });
 
-describe("abort and dispose (SF-5, F7)", () => {
+describe("abort and dispose", () => {
   it("one caller's abort stops only that caller; the shared fetch goes on and is cached", async () => {
     const gate = defer();
     const { server, auth } = await setup(async (r, n) => (await gate.promise, issueTokens(r, n)));

@@ -1,7 +1,7 @@
 import { inspect } from "node:util";
 import { expect } from "vitest";
 
-/** Every way an error gets logged: none of them may show any of `secrets` (SEC-1). */
+/** Every way an error gets logged: none of them may show any of `secrets`. */
 export function renderings(error: unknown): string[] {
   const out: string[] = [];
   let current: unknown = error;

@@ -1,5 +1,5 @@
 /**
- * Suite-wide guard: no test may leave an unhandled promise rejection behind (SF-7, F8).
+ * Suite-wide guard: no test may leave an unhandled promise rejection behind.
  * Node reports one a turn after it happens, so each test waits one macrotask before checking.
  */
 import { afterEach, expect } from "vitest";
