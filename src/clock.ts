@@ -13,7 +13,8 @@ export const monotonicNow = (): number => performance.now();
 
 /**
  * An AbortSignal that aborts when any of `signals` does, with that signal's reason; `dispose`
- * removes the listeners. (`AbortSignal.any` would do, but it needs Node 20.3.)
+ * removes the listeners. (The static `any()` of AbortSignal would do, but it needs Node 20.3, and the
+ * package supports Node 20.0.)
  */
 export function anySignal(signals: readonly AbortSignal[]): { signal: AbortSignal; dispose: () => void } {
   const controller = new AbortController();
