@@ -127,9 +127,10 @@ export interface RedisTokenStore extends TokenStore {
   get(key: string): Promise<StoredToken | undefined>;
   /**
    * Stores `token` encrypted under `key`, expiring with it (`PX`), unless Redis holds a token obtained
-   * later (so a late writer never replaces a newer token); an expired token is not stored.
+   * later (so a late writer never replaces a newer token): then it resolves `false`, and the core reads
+   * the newer token back. An expired token is not stored.
    */
-  set(key: string, token: StoredToken): Promise<void>;
+  set(key: string, token: StoredToken): Promise<boolean>;
   /** Removes the token under `key`. */
   delete(key: string): Promise<void>;
   /** Removes the token under `key` only if it is `accessToken` (one Lua script); resolves with whether it did. */
@@ -385,9 +386,9 @@ class RedisStore implements RedisTokenStore {
     return token;
   }
 
-  async set(key: string, token: StoredToken): Promise<void> {
+  async set(key: string, token: StoredToken): Promise<boolean> {
     const ttlMs = Math.floor(token.expiresAt - Date.now());
-    if (ttlMs <= 0) return; // already expired: nothing worth sharing
+    if (ttlMs <= 0) return true; // already expired: nothing worth sharing, nothing newer to read back
     const redisKey = await this.#key("token", key);
     const entry: StoredToken = {
       accessToken: token.accessToken,
@@ -402,7 +403,9 @@ class RedisStore implements RedisTokenStore {
     const written = await this.#run("set", () =>
       this.#config.commands.evalOnKey(SET_IF_NOT_OLDER, redisKey, [raw, fence, String(ttlMs), aheadLimit]),
     );
-    if (Number(written) === 1) this.#remember(redisKey, raw, entry);
+    if (Number(written) !== 1) return false; // Redis holds a newer token: the core reads it back
+    this.#remember(redisKey, raw, entry);
+    return true;
   }
 
   async delete(key: string): Promise<void> {

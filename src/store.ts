@@ -29,8 +29,12 @@ export interface StoredToken {
 export interface TokenStore {
   /** Returns the token stored under `key`, or `undefined`. */
   get(key: string): StoredToken | undefined | Promise<StoredToken | undefined>;
-  /** Stores `token` under `key`. */
-  set(key: string, token: StoredToken): void | Promise<void>;
+  /**
+   * Stores `token` under `key`. A shared store may refuse to replace a newer entry (one obtained
+   * later, by another process) and say so by returning `false`: the library then reads the store and
+   * serves the newer token, so a process that was paused mid-fetch does not keep an older one.
+   */
+  set(key: string, token: StoredToken): void | boolean | Promise<void | boolean>;
   /** Removes what is stored under `key`. */
   delete(key: string): void | Promise<void>;
   /**

@@ -275,8 +275,7 @@ export class TokenCache {
     const limits = anySignal([budget.signal, this.#lifetime.signal]);
     const fetchAndStore = async (): Promise<StoredToken> => {
       const entry = await this.#fetchToken({ deadline, signal: limits.signal, onRetryAfter: (retryAfterMs) => this.#throttle(retryAfterMs) });
-      await this.#write(entry, generation, deadline);
-      return entry;
+      return this.#write(entry, generation, deadline);
     };
     try {
       if (!force) {
@@ -309,15 +308,24 @@ export class TokenCache {
     }
   }
 
-  /** Writes a fetched token; if `invalidate()` ran meanwhile, takes it back out of the store. */
-  async #write(entry: StoredToken, generation: number, deadline: number): Promise<void> {
-    if (generation !== this.#generation || this.disposed) return;
-    const written = await this.#store.write(entry, deadline);
+  /**
+   * Writes a fetched token and returns the token to serve: ours, or the newer one a shared store kept
+   * instead (we were paused mid-fetch while another process stored a later token). If `invalidate()`
+   * ran meanwhile, ours is taken back out of the store.
+   */
+  async #write(entry: StoredToken, generation: number, deadline: number): Promise<StoredToken> {
+    if (generation !== this.#generation || this.disposed) return entry;
+    const outcome = await this.#store.write(entry, deadline);
     if (generation !== this.#generation) {
       await this.#store.removeIfCurrent(entry.accessToken, monotonicNow() + this.#settings.timeoutMs);
-      return;
+      return entry;
     }
-    if (written) emit(this.#settings.onEvent, { type: "token_cached", expiresAt: entry.expiresAt, refreshAt: entry.refreshAt });
+    if (outcome === "kept-newer") {
+      const { entry: newer } = await this.#store.read(deadline);
+      if (newer !== undefined && newer.obtainedAt > entry.obtainedAt && this.#usable(newer)) return newer;
+    }
+    if (outcome === "written") emit(this.#settings.onEvent, { type: "token_cached", expiresAt: entry.expiresAt, refreshAt: entry.refreshAt });
+    return entry;
   }
 
   #drop(): void {

@@ -144,6 +144,26 @@ describe("an entry belongs to its key", () => {
   });
 });
 
+describe("a write that loses to a newer token", () => {
+  it("a store that keeps a newer entry (set returns false) makes us serve that one, not ours", async () => {
+    const map = new InMemoryTokenStore();
+    const store: TokenStore = {
+      get: async (key) => map.get(key),
+      set: async (key, token) => {
+        // Another process stored a later token while our request was on the wire.
+        const newer = { ...token, accessToken: "from-another-process", obtainedAt: token.obtainedAt + 1 };
+        map.set(key, newer);
+        return false;
+      },
+      delete: async (key) => map.delete(key),
+    };
+    const { server, auth } = await setup(store);
+    await expect(auth.getAccessToken()).resolves.toBe("from-another-process");
+    await expect(auth.getAccessToken()).resolves.toBe("from-another-process");
+    expect(server.count).toBe(1);
+  });
+});
+
 describe("invalidate() is final", () => {
   it("a refreshed token whose write to an async store lands after invalidate() is never served or left in the store", async () => {
     const map = new InMemoryTokenStore();

@@ -17,6 +17,7 @@ const expected = [
   "TokenRefreshError",
   "TokenRequestError",
   "createTokenRefreshInterceptor",
+  "createTokenSource",
   "isTokenRefreshError",
 ];
 assert.deepEqual(names(esm), expected, "ESM exports");
