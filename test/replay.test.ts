@@ -165,6 +165,17 @@ describe("attach(): 401 replay", () => {
     expect(tokens.count).toBe(2);
   });
 
+  it("does not replay a request whose body is a web ReadableStream either", async () => {
+    const { api, resource, auth, events } = await setup();
+    await auth.getAccessToken();
+    resource.rejected.add("token-1");
+    const body = new ReadableStream({ start: (controller) => (controller.enqueue(new TextEncoder().encode("chunk")), controller.close()) });
+    const error = await api.post("/upload", body, { adapter: "fetch" }).catch((e: unknown) => e);
+    expect(statusOf(error)).toBe(401);
+    expect(resource.requests).toHaveLength(1);
+    expect(notReplayed(events)).toEqual([{ type: "unauthorized_not_replayed", status: 401, reason: "body_not_replayable" }]);
+  });
+
   it("replays a JSON body intact", async () => {
     const { api, resource, auth } = await setup();
     await warm(auth);

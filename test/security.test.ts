@@ -4,6 +4,7 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import { createTokenRefreshInterceptor, type TokenRefreshOptions } from "../src/index.js";
 import { startResourceServer, startTokenServer } from "./helpers/servers.js";
 import { renderings } from "./helpers/secrets.js";
+import { OriginPolicy } from "../src/origin.js";
 
 /** An adapter that records where axios would send each request and what Authorization it carries. */
 function recordingAdapter() {
@@ -205,5 +206,35 @@ describe("hostile token responses never cause a refresh storm", () => {
     await Promise.all(Array.from({ length: 100 }, () => auth.getAccessToken()));
     for (let i = 0; i < 100; i += 1) await auth.getAccessToken();
     expect(tokens.count).toBe(1);
+  });
+});
+
+describe("the origin policy on its own", () => {
+  it("a baseURL that is not http(s) names the problem", () => {
+    const policy = new OriginPolicy(undefined, false);
+    expect(() => policy.allowedFor({ baseURL: "ftp://files.example.com", url: "/x" })).toThrow(/not an http\(s\) URL/);
+  });
+
+  it("the redirect hook reads follow-redirects' options whichever form they take, IPv6 included", () => {
+    const policy = new OriginPolicy(new Set(["https://api.example.com", "https://[::1]:8443"]), false);
+    const allowed = policy.allowedFor({ url: "https://api.example.com/x" });
+    if (allowed === undefined) throw new Error("expected the origin to be allowed");
+    const strip = (options: Record<string, unknown>) => {
+      const headers = { Authorization: "Bearer t", authorization: "Bearer t", Accept: "*/*" };
+      allowed.stripOnRedirect({ ...options, headers }, { headers: {}, statusCode: 302 });
+      return Object.keys(headers);
+    };
+    expect(strip({ href: "https://api.example.com/next" })).toEqual(["Authorization", "authorization", "Accept"]);
+    expect(strip({ protocol: "https:", hostname: "api.example.com", port: "" })).toEqual(["Authorization", "authorization", "Accept"]);
+    expect(strip({ protocol: "https:", hostname: "::1", port: 8443 })).toEqual(["Authorization", "authorization", "Accept"]);
+    expect(strip({ protocol: "https:", hostname: "evil.example", port: null })).toEqual(["Accept"]);
+    expect(strip({ href: "https://api.example.com.evil.example/" })).toEqual(["Accept"]);
+    expect(strip({})).toEqual(["Accept"]); // nothing says where it goes: strip
+  });
+
+  it("with allowAbsoluteUrls false, an absolute URL of an allowed origin still needs an allowed baseURL", () => {
+    const policy = new OriginPolicy(new Set(["https://api.example.com"]), false);
+    expect(policy.allowedFor({ url: "https://api.example.com/x", baseURL: "https://other.example.com", allowAbsoluteUrls: false })).toBeUndefined();
+    expect(policy.allowedFor({ url: "https://api.example.com/x", baseURL: "https://api.example.com", allowAbsoluteUrls: false })).toBeDefined();
   });
 });
