@@ -24,14 +24,14 @@
  *   what it stores, and fetch themselves only if nothing arrives in time or the store fails.
  */
 import { throttledError, type AcquireLimits } from "./acquire-token.js";
-import { anySignal, monotonicNow, wallNow } from "./clock.js";
+import { obtainToken, type Acquisition } from "./acquisition.js";
+import { monotonicNow, wallNow } from "./clock.js";
 import { TokenRefreshError, TokenRequestError } from "./errors.js";
 import { emit } from "./events.js";
 import { CLOCK_SKEW_TOLERANCE_MS, mustRefresh, shouldRefresh } from "./expiry.js";
-import { refreshUnderFleetLock } from "./fleet-lock.js";
 import { GuardedStore } from "./guarded-store.js";
 import type { Settings } from "./options.js";
-import { isPermanentRefusal, unrefTimer } from "./retry.js";
+import { isPermanentRefusal } from "./retry.js";
 import type { StoredToken } from "./store.js";
 
 /** Options of a single token lookup. */
@@ -217,7 +217,10 @@ export class TokenCache {
     const background = how.background === true;
     const generation = this.#generation;
     const startedAt = monotonicNow();
-    const refresh: Promise<StoredToken> = this.#obtain(generation, how.force === true, how.replacing ?? this.#current?.accessToken)
+    const refresh: Promise<StoredToken> = obtainToken(this.#acquisition(generation), {
+      force: how.force === true,
+      replacing: how.replacing ?? this.#current?.accessToken,
+    })
       .then(
         ({ entry, fetched }) => {
           if (generation !== this.#generation) return entry; // superseded by invalidate(): not ours to serve
@@ -261,73 +264,6 @@ export class TokenCache {
     return refresh;
   }
 
-  /**
-   * Gets a token within the time budget: a newer one from the store, or one fetched (under the
-   * fleet's lock when the store has one) and stored.
-   */
-  async #obtain(generation: number, force: boolean, replacing: string | undefined): Promise<{ entry: StoredToken; fetched: boolean }> {
-    const { timeoutMs } = this.#settings;
-    const deadline = monotonicNow() + timeoutMs;
-    const budget = new AbortController();
-    const timer = setTimeout(() => budget.abort(timeoutError(timeoutMs)), timeoutMs);
-    unrefTimer(timer);
-    // dispose() ends the request on the wire too, so a process can exit right after it.
-    const limits = anySignal([budget.signal, this.#lifetime.signal]);
-    const fetchAndStore = async (): Promise<StoredToken> => {
-      const entry = await this.#fetchToken({ deadline, signal: limits.signal, onRetryAfter: (retryAfterMs) => this.#throttle(retryAfterMs) });
-      return this.#write(entry, generation, deadline);
-    };
-    try {
-      if (!force) {
-        const { entry: stored, failed } = await this.#store.read(deadline);
-        if (stored !== undefined && stored.accessToken !== replacing && this.#usable(stored)) return { entry: stored, fetched: false };
-        // A store that failed or hung once is not asked again in this acquisition: we fetch by ourselves.
-        if (failed) return { entry: await fetchAndStore(), fetched: true };
-      }
-      const sharedUntil = await this.#store.throttledUntil(deadline);
-      if (sharedUntil !== undefined && sharedUntil > wallNow()) {
-        this.#throttledUntil = Math.max(this.#throttledUntil, monotonicNow() + (sharedUntil - wallNow()));
-        throw throttledError(sharedUntil - wallNow());
-      }
-      if (this.#store.locks) {
-        const shared = await refreshUnderFleetLock({
-          store: this.#store,
-          deadline,
-          timeoutMs,
-          signal: limits.signal,
-          force,
-          isNewToken: (entry) => entry.accessToken !== replacing && this.#usable(entry),
-          fetchAndStore,
-        });
-        if (shared !== undefined) return shared;
-      }
-      return { entry: await fetchAndStore(), fetched: true };
-    } finally {
-      clearTimeout(timer);
-      limits.dispose();
-    }
-  }
-
-  /**
-   * Writes a fetched token and returns the token to serve: ours, or the newer one a shared store kept
-   * instead (we were paused mid-fetch while another process stored a later token). If `invalidate()`
-   * ran meanwhile, ours is taken back out of the store.
-   */
-  async #write(entry: StoredToken, generation: number, deadline: number): Promise<StoredToken> {
-    if (generation !== this.#generation || this.disposed) return entry;
-    const outcome = await this.#store.write(entry, deadline);
-    if (generation !== this.#generation) {
-      await this.#store.removeIfCurrent(entry.accessToken, monotonicNow() + this.#settings.timeoutMs);
-      return entry;
-    }
-    if (outcome === "kept-newer") {
-      const { entry: newer } = await this.#store.read(deadline);
-      if (newer !== undefined && newer.obtainedAt > entry.obtainedAt && this.#usable(newer)) return newer;
-    }
-    if (outcome === "written") emit(this.#settings.onEvent, { type: "token_cached", expiresAt: entry.expiresAt, refreshAt: entry.refreshAt });
-    return entry;
-  }
-
   #drop(): void {
     this.#current = undefined;
     this.#freshUntil = 0;
@@ -345,6 +281,23 @@ export class TokenCache {
   /** Whether an entry from the store can be served: not one a resource rejected, and not near expiry. */
   #usable(entry: StoredToken): boolean {
     return !this.#rejected.includes(entry.accessToken) && !mustRefresh(entry, wallNow(), this.#settings.expiryBufferMs);
+  }
+
+  /** What one acquisition needs from the cache; `generation` tells it whether invalidate() ran meanwhile. */
+  #acquisition(generation: number): Acquisition {
+    return {
+      settings: this.#settings,
+      store: this.#store,
+      fetchToken: this.#fetchToken,
+      lifetime: this.#lifetime.signal,
+      superseded: () => generation !== this.#generation || this.disposed,
+      invalidated: () => generation !== this.#generation,
+      usable: (entry) => this.#usable(entry),
+      onRetryAfter: (retryAfterMs) => this.#throttle(retryAfterMs),
+      onSharedThrottle: (untilMonotonic) => {
+        this.#throttledUntil = Math.max(this.#throttledUntil, untilMonotonic);
+      },
+    };
   }
 
   #throttle(retryAfterMs: number): void {
@@ -423,9 +376,6 @@ export function disposedError(): TokenRefreshError {
   return new TokenRefreshError("the token refresh interceptor was disposed", "ERR_DISPOSED");
 }
 
-function timeoutError(timeoutMs: number): TokenRequestError {
-  return new TokenRequestError(`no token within the ${timeoutMs} ms budget ("timeoutMs")`, "ERR_TOKEN_TIMEOUT");
-}
 
 function abortedError(reason: unknown): TokenRefreshError {
   return new TokenRefreshError("stopped waiting for a token: the caller's signal aborted", "ERR_TOKEN_ABORTED", { cause: reason });
