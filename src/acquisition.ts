@@ -62,7 +62,15 @@ export async function obtainToken(
       throw throttledError(sharedUntil - wallNow());
     }
     if (store.locks) {
-      const shared = await refreshUnderFleetLock({ store, deadline, timeoutMs, signal: limits.signal, force: how.force, isNewToken, fetchAndStore });
+      const shared = await refreshUnderFleetLock({
+        store,
+        deadline,
+        timeoutMs,
+        signal: limits.signal,
+        force: how.force,
+        isNewToken,
+        fetchAndStore,
+      });
       if (shared !== undefined) return shared;
     }
     return { entry: await fetchAndStore(), fetched: true };

@@ -93,7 +93,9 @@ async function buildRequest(settings: Settings): Promise<{ body: string; authori
 }
 
 function formEncode(value: string): string {
-  return encodeURIComponent(value).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`).replace(/%20/g, "+");
+  return encodeURIComponent(value)
+    .replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`)
+    .replace(/%20/g, "+");
 }
 
 function base64(text: string): string {
@@ -114,7 +116,10 @@ export function readResponse(response: TokenHttpResponse): TokenEndpointResponse
     const errorDescription = sanitizeServerText(body?.error_description);
     const what = [error, errorDescription].filter(Boolean).join(": ");
     const code = status === 429 || (status === 503 && retryAfterMs !== undefined) ? "ERR_TOKEN_THROTTLED" : "ERR_TOKEN_REQUEST";
-    const hint = status >= 300 && status <= 399 ? ' (redirects are not followed, since the secret would go along: set "tokenUrl" to the final URL)' : "";
+    const hint =
+      status >= 300 && status <= 399
+        ? ' (redirects are not followed, since the secret would go along: set "tokenUrl" to the final URL)'
+        : "";
     throw new TokenRequestError(`token endpoint responded ${status}${what === "" ? "" : ` ${what}`}${hint}`, code, {
       status,
       error,

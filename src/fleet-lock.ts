@@ -39,7 +39,11 @@ export async function refreshUnderFleetLock(refresh: FleetRefresh): Promise<{ en
     const { entry } = await store.read(deadline);
     return entry !== undefined && isNewToken(entry) ? entry : undefined;
   };
-  for (let delayMs: number = POLL_MS.first, polls = 0; monotonicNow() < waitUntil && polls < MAX_POLLS; delayMs = Math.min(delayMs * 2, POLL_MS.max), polls += 1) {
+  for (
+    let delayMs: number = POLL_MS.first, polls = 0;
+    monotonicNow() < waitUntil && polls < MAX_POLLS;
+    delayMs = Math.min(delayMs * 2, POLL_MS.max), polls += 1
+  ) {
     // A dead holder's lock frees halfway through our wait, so we are still here to take over.
     const lock = await store.acquireLock(Math.max(1, Math.floor((waitUntil - monotonicNow()) / 2)), deadline);
     if (lock.kind === "failed") return undefined;

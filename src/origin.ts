@@ -32,13 +32,10 @@ export function parseSecureUrl(name: string, value: string, allowInsecureHttp: b
   }
   if (value.includes("#")) throw new InvalidOptionError(`"${name}" must not contain a fragment`);
   if (url.protocol === "http:" && !allowInsecureHttp && !isLoopbackHost(url.hostname)) {
-    throw new InvalidOptionError(
-      `"${name}" must use https: outside loopback hosts (set "allowInsecureHttp: true" to override)`,
-    );
+    throw new InvalidOptionError(`"${name}" must use https: outside loopback hosts (set "allowInsecureHttp: true" to override)`);
   }
   return url;
 }
-
 
 /** The request fields that decide where it goes. */
 export interface RequestTarget {

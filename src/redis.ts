@@ -166,8 +166,7 @@ export function createRedisTokenStore(options: RedisTokenStoreOptions): RedisTok
   if (options === null || typeof options !== "object") {
     throw new InvalidOptionError("options must be an object", "ERR_INVALID_ARG_TYPE");
   }
-  const own = <K extends keyof RedisTokenStoreOptions>(key: K): unknown =>
-    Object.prototype.hasOwnProperty.call(options, key) ? options[key] : undefined;
+  const own = <K extends keyof RedisTokenStoreOptions>(key: K): unknown => (Object.hasOwn(options, key) ? options[key] : undefined);
   if (globalThis.crypto?.subtle === undefined) {
     throw new InvalidOptionError("WebCrypto (globalThis.crypto.subtle) is required to encrypt tokens at rest");
   }
@@ -432,7 +431,10 @@ class RedisStore implements RedisTokenStore {
       this.#config.commands.evalOnKey(ACQUIRE_LOCK, lockKey, [lockId, String(lockTtlMs), String(longestTtlMs)]),
     );
     if (Number(reply) === -1) {
-      this.#report(new Error(`found the refresh lock without expiry or with more than ${longestTtlMs} ms left; it now expires in ${longestTtlMs} ms`), "acquireRefreshLock");
+      this.#report(
+        new Error(`found the refresh lock without expiry or with more than ${longestTtlMs} ms left; it now expires in ${longestTtlMs} ms`),
+        "acquireRefreshLock",
+      );
     }
     if (Number(reply) !== 1) return undefined;
     this.#renew(lockKey, lockId, lockTtlMs, performance.now() + Math.max(ttlMs, lockTtlMs));
@@ -473,24 +475,27 @@ class RedisStore implements RedisTokenStore {
    */
   #renew(lockKey: string, lockId: string, lockTtlMs: number, until: number): void {
     let pending = false;
-    const timer = setInterval(() => {
-      const remainingMs = Math.floor(until - performance.now());
-      if (remainingMs <= 0) {
-        this.#stopRenewing(lockId);
-        return;
-      }
-      if (pending) return;
-      pending = true;
-      const ttl = String(Math.min(lockTtlMs, remainingMs));
-      this.#run("extendRefreshLock", () => this.#config.commands.evalOnKey(COMPARE_AND_EXTEND, lockKey, [lockId, ttl]))
-        .then((extended) => {
-          if (Number(extended) === 0) this.#stopRenewing(lockId); // expired and maybe taken: it is not ours any more
-        })
-        .catch(noop) // a failed renewal at worst lets a second replica fetch
-        .finally(() => {
-          pending = false;
-        });
-    }, Math.max(1, Math.floor(lockTtlMs / 3)));
+    const timer = setInterval(
+      () => {
+        const remainingMs = Math.floor(until - performance.now());
+        if (remainingMs <= 0) {
+          this.#stopRenewing(lockId);
+          return;
+        }
+        if (pending) return;
+        pending = true;
+        const ttl = String(Math.min(lockTtlMs, remainingMs));
+        this.#run("extendRefreshLock", () => this.#config.commands.evalOnKey(COMPARE_AND_EXTEND, lockKey, [lockId, ttl]))
+          .then((extended) => {
+            if (Number(extended) === 0) this.#stopRenewing(lockId); // expired and maybe taken: it is not ours any more
+          })
+          .catch(noop) // a failed renewal at worst lets a second replica fetch
+          .finally(() => {
+            pending = false;
+          });
+      },
+      Math.max(1, Math.floor(lockTtlMs / 3)),
+    );
     unrefTimer(timer);
     this.#renewals.set(lockId, timer);
   }
@@ -595,7 +600,13 @@ class RedisStore implements RedisTokenStore {
       );
       const value: unknown = JSON.parse(new TextDecoder().decode(plain));
       if (!isStoredToken(value) || String(fenceTime(value.obtainedAt)) !== match[1]) return undefined;
-      return { accessToken: value.accessToken, expiresAt: value.expiresAt, refreshAt: value.refreshAt, obtainedAt: value.obtainedAt, cacheKey: value.cacheKey };
+      return {
+        accessToken: value.accessToken,
+        expiresAt: value.expiresAt,
+        refreshAt: value.refreshAt,
+        obtainedAt: value.obtainedAt,
+        cacheKey: value.cacheKey,
+      };
     } catch {
       return undefined;
     }

@@ -247,7 +247,8 @@ export class TokenCache {
         (error: unknown) => {
           const failure = this.#explain(error);
           if (!background && isPermanentRefusal(failure)) {
-            const windowMs = this.#refusal === undefined ? REFUSAL_WINDOW_MS.first : Math.min(this.#refusal.windowMs * 2, REFUSAL_WINDOW_MS.max);
+            const windowMs =
+              this.#refusal === undefined ? REFUSAL_WINDOW_MS.first : Math.min(this.#refusal.windowMs * 2, REFUSAL_WINDOW_MS.max);
             this.#refusal = { error: failure, until: monotonicNow() + windowMs, windowMs };
           }
           const code = failure instanceof TokenRefreshError ? failure.code : "ERR_TOKEN_REQUEST";
@@ -351,7 +352,8 @@ export class TokenCache {
     const generation = this.#generation;
     return this.#refresh({}).then(
       (entry) => {
-        if (generation !== this.#generation) throw new TokenRefreshError("the token was invalidated again while it was being fetched", "ERR_TOKEN_ABORTED");
+        if (generation !== this.#generation)
+          throw new TokenRefreshError("the token was invalidated again while it was being fetched", "ERR_TOKEN_ABORTED");
         return entry;
       },
       (error: unknown) => {
@@ -375,7 +377,6 @@ function remember(list: string[], accessToken: string): void {
 export function disposedError(): TokenRefreshError {
   return new TokenRefreshError("the token refresh interceptor was disposed", "ERR_DISPOSED");
 }
-
 
 function abortedError(reason: unknown): TokenRefreshError {
   return new TokenRefreshError("stopped waiting for a token: the caller's signal aborted", "ERR_TOKEN_ABORTED", { cause: reason });

@@ -63,7 +63,11 @@ export function normalizeOptions(options: TokenRefreshOptions | TokenSourceOptio
     throw new InvalidOptionError("options must be an object", "ERR_INVALID_ARG_TYPE");
   }
   const raw = options as Raw;
-  rejectUnknownNames("", raw, kind === "interceptor" ? OPTION_NAMES : OPTION_NAMES.filter((name) => !INTERCEPTOR_ONLY_NAMES.includes(name)));
+  rejectUnknownNames(
+    "",
+    raw,
+    kind === "interceptor" ? OPTION_NAMES : OPTION_NAMES.filter((name) => !INTERCEPTOR_ONLY_NAMES.includes(name)),
+  );
   const own = (key: OptionName): unknown => (Object.hasOwn(raw, key) ? raw[key] : undefined);
 
   const allowInsecureHttp = optionalBoolean("allowInsecureHttp", own("allowInsecureHttp")) ?? false;
@@ -77,8 +81,7 @@ export function normalizeOptions(options: TokenRefreshOptions | TokenSourceOptio
   if (!isTokenStore(store)) {
     throw new InvalidOptionError('"store" must have get, set and delete methods', "ERR_INVALID_ARG_TYPE");
   }
-  const cacheKey =
-    optionalString("cacheKey", own("cacheKey")) ?? defaultCacheKey(tokenUrl, clientId, scope, extraParams, credential);
+  const cacheKey = optionalString("cacheKey", own("cacheKey")) ?? defaultCacheKey(tokenUrl, clientId, scope, extraParams, credential);
 
   const httpClient = own("httpClient");
   if (httpClient !== undefined && typeof (httpClient as { request?: unknown }).request !== "function") {
@@ -164,7 +167,10 @@ function normalizeScope(value: unknown): string | undefined {
   if (parts === undefined || parts.some((part) => typeof part !== "string")) {
     throw new InvalidOptionError('"scope" must be a string or an array of strings', "ERR_INVALID_ARG_TYPE");
   }
-  const joined = (parts as string[]).map((part) => part.trim()).filter(Boolean).join(" ");
+  const joined = (parts as string[])
+    .map((part) => part.trim())
+    .filter(Boolean)
+    .join(" ");
   return joined === "" ? undefined : joined;
 }
 
@@ -227,7 +233,9 @@ function defaultCacheKey(
   credential: Settings["credential"],
 ): string {
   const scopes = scope === undefined ? [] : scope.split(" ").sort();
-  const params = Object.keys(extraParams).sort().map((key) => [key, extraParams[key]]);
+  const params = Object.keys(extraParams)
+    .sort()
+    .map((key) => [key, extraParams[key]]);
   const parts: unknown[] = [tokenUrl, clientId, scopes, params];
   if (credential.kind === "secret") parts.push(`secret:${fnv1a32(credential.secret)}`);
   return `axios-token-refresh:${JSON.stringify(parts)}`;
@@ -247,7 +255,10 @@ function rejectUnknownNames(prefix: string, value: object, known: readonly strin
   for (const name of Object.keys(value)) {
     if (known.includes(name)) continue;
     const closest = closestName(name, known);
-    const hint = closest === undefined ? `; the options are ${known.map((k) => `"${prefix}${k}"`).join(", ")}` : `; did you mean "${prefix}${closest}"?`;
+    const hint =
+      closest === undefined
+        ? `; the options are ${known.map((k) => `"${prefix}${k}"`).join(", ")}`
+        : `; did you mean "${prefix}${closest}"?`;
     throw new InvalidOptionError(`unknown option "${prefix}${name}"${hint}`);
   }
 }
@@ -282,7 +293,10 @@ function isTokenStore(value: unknown): value is TokenStore {
 
 function requiredString(name: string, value: unknown): string {
   if (typeof value !== "string" || value.trim() === "") {
-    throw new InvalidOptionError(`"${name}" must be a non-empty string`, typeof value === "string" ? "ERR_INVALID_ARG_VALUE" : "ERR_INVALID_ARG_TYPE");
+    throw new InvalidOptionError(
+      `"${name}" must be a non-empty string`,
+      typeof value === "string" ? "ERR_INVALID_ARG_VALUE" : "ERR_INVALID_ARG_TYPE",
+    );
   }
   return value;
 }

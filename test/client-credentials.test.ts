@@ -1,7 +1,7 @@
 import axios from "axios";
 import axiosFloor from "axios-nested";
 import { describe, expect, it } from "vitest";
-import { createTokenRefreshInterceptor, InvalidTokenResponseError, TokenRequestError, type TokenRefreshOptions } from "../src/index.js";
+import { createTokenRefreshInterceptor, InvalidTokenResponseError, TokenRequestError } from "../src/index.js";
 import { expectNoSecrets } from "./helpers/secrets.js";
 import { startTokenServer, type Handler } from "./helpers/servers.js";
 import { interceptorFor, type Overrides } from "./helpers/interceptor.js";
@@ -96,7 +96,10 @@ describe("the token request (RFC 6749 §4.4.2)", () => {
     ["fetch", 307],
     ["fetch", 308],
   ] as const)("with the %s adapter, a %i from the token endpoint is refused and the secret goes nowhere else", async (adapter, status) => {
-    for (const [copy, axiosOf] of [["the installed axios", axios], ["axios 1.16.1 (whose fetch adapter ignores maxRedirects)", axiosFloor]] as const) {
+    for (const [copy, axiosOf] of [
+      ["the installed axios", axios],
+      ["axios 1.16.1 (whose fetch adapter ignores maxRedirects)", axiosFloor],
+    ] as const) {
       const elsewhere = await startTokenServer();
       const { error, server } = await tokenFrom(() => ({ status, headers: { Location: elsewhere.url } }), {
         httpClient: axiosOf.create({ adapter }),
@@ -183,7 +186,10 @@ describe("token responses (RFC 6749 §5.1, §5.2)", () => {
   });
 
   it("strips control characters from error_description and caps its length", async () => {
-    const { error } = await tokenFrom(() => ({ status: 400, body: { error: "invalid_request", error_description: `line1\r\nFAKE LOG LINE\u001b[31m${"x".repeat(2000)}` } }));
+    const { error } = await tokenFrom(() => ({
+      status: 400,
+      body: { error: "invalid_request", error_description: `line1\r\nFAKE LOG LINE\u001b[31m${"x".repeat(2000)}` },
+    }));
     const description = (error as TokenRequestError).errorDescription ?? "";
     expect(description).not.toMatch(/[\r\n\u001b]/);
     expect(description.length).toBeLessThanOrEqual(301);

@@ -130,7 +130,8 @@ function locate(diagnostic: ts.Diagnostic, byFile: ReadonlyMap<string, Sample>):
   if (file === undefined || diagnostic.start === undefined) return `TS${diagnostic.code}: ${message}`;
   const { line, character } = file.getLineAndCharacterOfPosition(diagnostic.start);
   const sample = byFile.get(resolve(file.fileName));
-  const where = sample === undefined ? `${file.fileName}:${line + 1}:${character + 1}` : `${sample.page}:${sample.line + line}:${character + 1}`;
+  const where =
+    sample === undefined ? `${file.fileName}:${line + 1}:${character + 1}` : `${sample.page}:${sample.line + line}:${character + 1}`;
   return `${where} TS${diagnostic.code}: ${message}`;
 }
 
@@ -158,9 +159,14 @@ describe("documentation samples", () => {
       const diagnostics = [
         ...program.getOptionsDiagnostics(),
         ...program.getGlobalDiagnostics(),
-        ...checked.flatMap((file) => (file === undefined ? [] : [...program.getSyntacticDiagnostics(file), ...program.getSemanticDiagnostics(file)])),
+        ...checked.flatMap((file) =>
+          file === undefined ? [] : [...program.getSyntacticDiagnostics(file), ...program.getSemanticDiagnostics(file)],
+        ),
       ];
-      expect(checked.every((file) => file !== undefined), "every sample is in the program").toBe(true);
+      expect(
+        checked.every((file) => file !== undefined),
+        "every sample is in the program",
+      ).toBe(true);
       expect(diagnostics.map((diagnostic) => locate(diagnostic, byFile))).toEqual([]);
     } finally {
       rmSync(dir, { recursive: true, force: true });

@@ -191,40 +191,44 @@ describe("tokens from oauth2-mock-server", () => {
   });
 
   it.each([
-    ["a 60 s expires_in (JWT exp says 3600 s)", () => hook("beforeResponse", (response) => Object.assign(response.body, { expires_in: 60 }))],
+    [
+      "a 60 s expires_in (JWT exp says 3600 s)",
+      () => hook("beforeResponse", (response) => Object.assign(response.body, { expires_in: 60 })),
+    ],
     ["a 60 s JWT exp (expires_in says 3600 s)", () => hook("beforeTokenSigning", (token) => (token.payload.exp = token.payload.iat + 60))],
-  ])("honour %s: reused until the refresh margin, refreshed once in the background, waited for past the expiry buffer", async (_, shorten) => {
-    shorten();
-    vi.useFakeTimers({ toFake: ["Date"] }); // the server stamps iat/exp with the same faked clock
-    vi.setSystemTime(T0);
-    const { auth, events } = client({ refreshMarginMs: 10_000, expiryBufferMs: 2_000, refreshJitter: 0 });
-    const first = await auth.getAccessToken();
-    expect(decodeJwt(first).iat).toBe(T0 / 1000);
+  ])(
+    "honour %s: reused until the refresh margin, refreshed once in the background, waited for past the expiry buffer",
+    async (_, shorten) => {
+      shorten();
+      vi.useFakeTimers({ toFake: ["Date"] }); // the server stamps iat/exp with the same faked clock
+      vi.setSystemTime(T0);
+      const { auth, events } = client({ refreshMarginMs: 10_000, expiryBufferMs: 2_000, refreshJitter: 0 });
+      const first = await auth.getAccessToken();
+      expect(decodeJwt(first).iat).toBe(T0 / 1000);
 
-    vi.setSystemTime(T0 + 49_999);
-    await expect(auth.getAccessToken()).resolves.toBe(first);
-    expect(seen).toHaveLength(1);
+      vi.setSystemTime(T0 + 49_999);
+      await expect(auth.getAccessToken()).resolves.toBe(first);
+      expect(seen).toHaveLength(1);
 
-    // Refresh margin: everybody still gets the cached token at once; one background refresh runs.
-    vi.setSystemTime(T0 + 50_000);
-    const during = await Promise.all(Array.from({ length: 10 }, () => auth.getAccessToken()));
-    expect(new Set(during)).toEqual(new Set([first]));
-    await until(() => events.filter((event) => event.type === "token_refreshed").length === 2, "the background refresh settles");
-    expect(seen).toHaveLength(2);
-    const second = await auth.getAccessToken();
-    expect(second).not.toBe(first);
+      // Refresh margin: everybody still gets the cached token at once; one background refresh runs.
+      vi.setSystemTime(T0 + 50_000);
+      const during = await Promise.all(Array.from({ length: 10 }, () => auth.getAccessToken()));
+      expect(new Set(during)).toEqual(new Set([first]));
+      await until(() => events.filter((event) => event.type === "token_refreshed").length === 2, "the background refresh settles");
+      expect(seen).toHaveLength(2);
+      const second = await auth.getAccessToken();
+      expect(second).not.toBe(first);
 
-    // The second token was requested at T0 + 50 s: past its expiry buffer (58 s later) callers wait.
-    vi.setSystemTime(T0 + 50_000 + 58_000);
-    const third = await auth.getAccessToken();
-    expect(third).not.toBe(second);
-    expect(seen).toHaveLength(3);
-    expect(events.filter((event) => event.type === "token_refreshed").map((event) => event.type === "token_refreshed" && event.background)).toEqual([
-      false,
-      true,
-      false,
-    ]);
-  });
+      // The second token was requested at T0 + 50 s: past its expiry buffer (58 s later) callers wait.
+      vi.setSystemTime(T0 + 50_000 + 58_000);
+      const third = await auth.getAccessToken();
+      expect(third).not.toBe(second);
+      expect(seen).toHaveLength(3);
+      expect(
+        events.filter((event) => event.type === "token_refreshed").map((event) => event.type === "token_refreshed" && event.background),
+      ).toEqual([false, true, false]);
+    },
+  );
 });
 
 describe("401 replay with attach() against a resource server that checks the JWKS", () => {
@@ -245,7 +249,9 @@ describe("401 replay with attach() against a resource server that checks the JWK
     expect(second).not.toBe(first);
     expect(api.requests[1]?.authorization).toBe(`Bearer ${second}`);
     expect(api.requests[1]?.jti).toBe(decodeJwt(second).jti);
-    expect(events.filter((event) => event.type === "unauthorized_replayed")).toEqual([{ type: "unauthorized_replayed", status: 401, invalidated: true }]);
+    expect(events.filter((event) => event.type === "unauthorized_replayed")).toEqual([
+      { type: "unauthorized_replayed", status: 401, invalidated: true },
+    ]);
 
     // The new token stays cached: the next request needs no token request.
     await instance.get("/orders/2");

@@ -91,20 +91,23 @@ describe("client authentication at oidc-provider", () => {
   it.each([
     ["client_secret_basic", () => idp.clients.basic],
     ["client_secret_post", () => idp.clients.post],
-  ] as const)("%s: a burst of 20 concurrent requests shares one token request and reaches the resource with a verified token", async (method, credentials) => {
-    const rs = await idp.startResourceServer();
-    const { clientId, clientSecret } = credentials();
-    const { api } = connect(rs, { clientId, clientSecret, clientAuthMethod: method });
-    const before = idp.count;
+  ] as const)(
+    "%s: a burst of 20 concurrent requests shares one token request and reaches the resource with a verified token",
+    async (method, credentials) => {
+      const rs = await idp.startResourceServer();
+      const { clientId, clientSecret } = credentials();
+      const { api } = connect(rs, { clientId, clientSecret, clientAuthMethod: method });
+      const before = idp.count;
 
-    const results = await burst(20, (path) => api.get<{ format: string }>(path));
+      const results = await burst(20, (path) => api.get<{ format: string }>(path));
 
-    expect(outcomes(results)).toEqual(Array.from({ length: 20 }, () => 200));
-    expect(idp.count - before).toBe(1);
-    expect(rs.requests.map((request) => request.format)).toEqual(Array.from({ length: 20 }, () => "jwt"));
-    expect(new Set(rs.authorizations).size).toBe(1);
-    expect(rs.unauthorized).toBe(0);
-  });
+      expect(outcomes(results)).toEqual(Array.from({ length: 20 }, () => 200));
+      expect(idp.count - before).toBe(1);
+      expect(rs.requests.map((request) => request.format)).toEqual(Array.from({ length: 20 }, () => "jwt"));
+      expect(new Set(rs.authorizations).size).toBe(1);
+      expect(rs.unauthorized).toBe(0);
+    },
+  );
 
   it("private_key_jwt with a function: a fresh assertion for each of 3 forced refreshes, every one accepted", async () => {
     const rs = await idp.startResourceServer();
@@ -309,4 +312,3 @@ describe("refusals by the provider", () => {
     expect((error as Error).message).toContain("pass a function");
   });
 });
-

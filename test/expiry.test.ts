@@ -71,7 +71,10 @@ describe("JWT exp is a hint that can only shorten the lifetime", () => {
     ["a JSON array payload", unsignedJwt([1, 2])],
     ["a JSON number payload", unsignedJwt(42)],
     ["JSON null payload", unsignedJwt(null)],
-    ["an exp hidden under __proto__", jwtWithRawPayload(Buffer.from(`{"__proto__":{"exp":${SENT / 1000 + 60}},"x":1}`).toString("base64url"))],
+    [
+      "an exp hidden under __proto__",
+      jwtWithRawPayload(Buffer.from(`{"__proto__":{"exp":${SENT / 1000 + 60}},"x":1}`).toString("base64url")),
+    ],
     ["a 5-part JWE", "eyJhbGciOiJSU0EtT0FFUCJ9.a.b.c.d"],
     ["an opaque token", "EwBwA8l6BAAU.opaque"],
   ])("%s: never throws, and expiry comes from expires_in alone", (_name, token) => {
@@ -117,7 +120,12 @@ describe("refresh thresholds clamp to the token's lifetime", () => {
   });
 
   it("jitter moves the refresh earlier by up to 10% of the margin, never later", () => {
-    const early = resolveToken({ accessToken: "t", expiresIn: 3600, refreshIn: undefined }, SENT, { ...policy, refreshJitter: 0.1 }, () => 1);
+    const early = resolveToken(
+      { accessToken: "t", expiresIn: 3600, refreshIn: undefined },
+      SENT,
+      { ...policy, refreshJitter: 0.1 },
+      () => 1,
+    );
     expect(early.refreshAt).toBe(SENT + 3_600_000 - 300_000 - 30_000);
   });
 

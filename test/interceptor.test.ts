@@ -1,14 +1,15 @@
 import { Agent } from "node:http";
-import axios, { type AxiosInstance } from "axios";
+import axios from "axios";
 import { describe, expect, it } from "vitest";
-import { createTokenRefreshInterceptor, TokenRequestError, type TokenRefreshOptions } from "../src/index.js";
+import { createTokenRefreshInterceptor, TokenRequestError } from "../src/index.js";
 import { defer } from "./helpers/defer.js";
 import { issueTokens, startResourceServer, startTokenServer, type Handler } from "./helpers/servers.js";
 import { apiFor, type Overrides } from "./helpers/interceptor.js";
 
 const agent = new Agent({ keepAlive: true, maxSockets: 64 });
 
-const setup = (handler?: Handler, overrides: Overrides = {}) => apiFor(handler, overrides, { install: "use", path: "/v1", instance: { httpAgent: agent } });
+const setup = (handler?: Handler, overrides: Overrides = {}) =>
+  apiFor(handler, overrides, { install: "use", path: "/v1", instance: { httpAgent: agent } });
 
 describe("request interceptor", () => {
   it("1,000 concurrent requests on a cold cache: one token request, every request carries its token", async () => {

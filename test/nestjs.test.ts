@@ -9,7 +9,6 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { CHILD_TIMEOUT_MS, requireFreshBuild, runNode } from "./helpers/built-package.js";
 import { startResourceServer, startTokenServer, type ResourceServer } from "./helpers/servers.js";
 
-
 /** What the app saw as the caller (see test/fixtures/nestjs/exercise.cjs). */
 interface NestReport {
   identity: { instanceIsLibraryCopy: boolean; instanceIsEsmBuild: boolean };
@@ -29,45 +28,59 @@ const apps = [
 ] as const;
 
 describe("NestJS: HttpModule, attach(httpService.axiosRef) in onModuleInit, dispose() in onApplicationShutdown", () => {
-  it.each(apps)("%s", async (_name, script, sameCopy) => {
-    const tokens = await startTokenServer();
-    const api = await startResourceServer();
-    const marks = new Map<string, number>();
-    api.handler = (request) => {
-      const authorization = request.headers.authorization ?? null;
-      if (request.url.startsWith("/mark/")) marks.set(request.url.slice(6), tokens.count);
-      if (request.url === "/boom") return { status: 500, body: { error: "boom" } };
-      if (request.url.startsWith("/replay/") && authorization === "Bearer token-1") {
-        return { status: 401, headers: { "WWW-Authenticate": 'Bearer error="invalid_token"' }, body: { error: "invalid_token" } };
-      }
-      return { body: { authorization } };
-    };
+  it.each(apps)(
+    "%s",
+    async (_name, script, sameCopy) => {
+      const tokens = await startTokenServer();
+      const api = await startResourceServer();
+      const marks = new Map<string, number>();
+      api.handler = (request) => {
+        const authorization = request.headers.authorization ?? null;
+        if (request.url.startsWith("/mark/")) marks.set(request.url.slice(6), tokens.count);
+        if (request.url === "/boom") return { status: 500, body: { error: "boom" } };
+        if (request.url.startsWith("/replay/") && authorization === "Bearer token-1") {
+          return { status: 401, headers: { "WWW-Authenticate": 'Bearer error="invalid_token"' }, body: { error: "invalid_token" } };
+        }
+        return { body: { authorization } };
+      };
 
-    const fixture = fileURLToPath(new URL(`./fixtures/nestjs/${script}`, import.meta.url));
-    const run = await runNode(fixture, JSON.stringify({ tokenUrl: tokens.url, baseURL: api.origin }));
-    // Exit code 0 without a kill: after app.close() nothing kept the process alive.
-    expect(run, `the app did not exit on its own (killed: ${run.killed})\n${run.stderr}`).toMatchObject({ code: 0, killed: false });
-    const report = JSON.parse(run.stdout.trim().split("\n").at(-1) ?? "null") as NestReport;
+      const fixture = fileURLToPath(new URL(`./fixtures/nestjs/${script}`, import.meta.url));
+      const run = await runNode(fixture, JSON.stringify({ tokenUrl: tokens.url, baseURL: api.origin }));
+      // Exit code 0 without a kill: after app.close() nothing kept the process alive.
+      expect(run, `the app did not exit on its own (killed: ${run.killed})\n${run.stderr}`).toMatchObject({ code: 0, killed: false });
+      const report = JSON.parse(run.stdout.trim().split("\n").at(-1) ?? "null") as NestReport;
 
-    // @nestjs/axios always uses axios's ESM build; whether that is the library's copy depends on our build.
-    expect(report.identity).toEqual({ instanceIsEsmBuild: true, instanceIsLibraryCopy: sameCopy });
+      // @nestjs/axios always uses axios's ESM build; whether that is the library's copy depends on our build.
+      expect(report.identity).toEqual({ instanceIsEsmBuild: true, instanceIsLibraryCopy: sameCopy });
 
-    expect.soft(report.burst.fulfilled, "burst: responses").toBe(20);
-    expect.soft(marks.get("burst"), "burst: token requests").toBe(1);
-    expect.soft(onPath(api, "/burst/").map((r) => r.headers.authorization), "burst: Authorization on the wire").toEqual(Array(20).fill("Bearer token-1"));
+      expect.soft(report.burst.fulfilled, "burst: responses").toBe(20);
+      expect.soft(marks.get("burst"), "burst: token requests").toBe(1);
+      expect
+        .soft(
+          onPath(api, "/burst/").map((r) => r.headers.authorization),
+          "burst: Authorization on the wire",
+        )
+        .toEqual(Array(20).fill("Bearer token-1"));
 
-    expect.soft(report.replay, "replay: what the caller saw").toEqual({ status: 200, authorization: "Bearer token-2" });
-    expect.soft(onPath(api, "/replay/").map((r) => r.headers.authorization), "replay: requests on the wire").toEqual(["Bearer token-1", "Bearer token-2"]);
-    expect.soft(tokens.count, "replay: token requests in all").toBe(2);
+      expect.soft(report.replay, "replay: what the caller saw").toEqual({ status: 200, authorization: "Bearer token-2" });
+      expect
+        .soft(
+          onPath(api, "/replay/").map((r) => r.headers.authorization),
+          "replay: requests on the wire",
+        )
+        .toEqual(["Bearer token-1", "Bearer token-2"]);
+      expect.soft(tokens.count, "replay: token requests in all").toBe(2);
 
-    expect.soft(onPath(api, "/boom")[0]?.headers.authorization, "redaction: the token was sent").toMatch(/^Bearer token-\d$/);
-    expect.soft(report.redaction, "redaction: the error the caller got").toEqual({
-      status: 500,
-      configAuthorization: "Bearer [redacted]",
-      jsonLeak: null,
-      inspectLeak: null,
-    });
+      expect.soft(onPath(api, "/boom")[0]?.headers.authorization, "redaction: the token was sent").toMatch(/^Bearer token-\d$/);
+      expect.soft(report.redaction, "redaction: the error the caller got").toEqual({
+        status: 500,
+        configAuthorization: "Bearer [redacted]",
+        jsonLeak: null,
+        inspectLeak: null,
+      });
 
-    expect.soft(report.afterClose, "app.close() disposed the interceptor").toBe("ERR_DISPOSED");
-  }, CHILD_TIMEOUT_MS + 5_000);
+      expect.soft(report.afterClose, "app.close() disposed the interceptor").toBe("ERR_DISPOSED");
+    },
+    CHILD_TIMEOUT_MS + 5_000,
+  );
 });

@@ -19,7 +19,11 @@ describe("options are validated at construction", () => {
     [{ ...base, tokenUrl: "https://u:p@idp.example.com/token" }, '"tokenUrl" must not contain credentials', "ERR_INVALID_ARG_VALUE"],
     [{ ...base, tokenUrl: "file:///etc/passwd" }, '"tokenUrl" must use https:', "ERR_INVALID_ARG_VALUE"],
     [{ ...base, tokenUrl: "data:text/plain,x" }, '"tokenUrl" must use https:', "ERR_INVALID_ARG_VALUE"],
-    [{ ...base, clientAuthMethod: "private_key_jwt" }, '"clientAuthMethod" must be "client_secret_post" or "client_secret_basic"', "ERR_INVALID_ARG_VALUE"],
+    [
+      { ...base, clientAuthMethod: "private_key_jwt" },
+      '"clientAuthMethod" must be "client_secret_post" or "client_secret_basic"',
+      "ERR_INVALID_ARG_VALUE",
+    ],
     [{ ...base, scope: 7 }, '"scope" must be a string or an array of strings', "ERR_INVALID_ARG_TYPE"],
     [{ ...base, extraParams: { audience: 1 } }, '"extraParams.audience" must be a string', "ERR_INVALID_ARG_TYPE"],
     [{ ...base, extraParams: { client_secret: "x" } }, '"extraParams.client_secret" is set by the library', "ERR_INVALID_ARG_VALUE"],
@@ -31,7 +35,11 @@ describe("options are validated at construction", () => {
     [{ ...base, allowedOrigins: ["https://api.example.com/v1"] }, '"allowedOrigins[0]" must be an origin', "ERR_INVALID_ARG_VALUE"],
     [{ ...base, allowedOrigins: ["http://api.example.com"] }, '"allowedOrigins[0]" must use https:', "ERR_INVALID_ARG_VALUE"],
     [{ ...base, replayStatuses: [500] }, '"replayStatuses" must be an array of 4xx status codes', "ERR_INVALID_ARG_VALUE"],
-    [{ ...base, tenantId: undefined, tokenUrl: undefined, authorityHost: "x" }, 'exactly one of "tokenUrl" and "tenantId"', "ERR_INVALID_ARG_VALUE"],
+    [
+      { ...base, tenantId: undefined, tokenUrl: undefined, authorityHost: "x" },
+      'exactly one of "tokenUrl" and "tenantId"',
+      "ERR_INVALID_ARG_VALUE",
+    ],
     [{ ...base, scopes: ["a"] }, 'unknown option "scopes"; did you mean "scope"?', "ERR_INVALID_ARG_VALUE"],
     [{ ...base, clientsecret: "s" }, 'unknown option "clientsecret"; did you mean "clientSecret"?', "ERR_INVALID_ARG_VALUE"],
     [{ ...base, tokenURL: "https://x" }, 'unknown option "tokenURL"; did you mean "tokenUrl"?', "ERR_INVALID_ARG_VALUE"],
@@ -54,7 +62,12 @@ describe("options are validated at construction", () => {
 
   it("builds the Entra token URL from tenantId and authorityHost", async () => {
     const server = await startTokenServer();
-    const auth = createTokenRefreshInterceptor({ tenantId: "contoso.onmicrosoft.com", authorityHost: server.origin, clientId: "c", clientSecret: "s" });
+    const auth = createTokenRefreshInterceptor({
+      tenantId: "contoso.onmicrosoft.com",
+      authorityHost: server.origin,
+      clientId: "c",
+      clientSecret: "s",
+    });
     await expect(auth.getAccessToken()).resolves.toBe("token-1");
     expect(server.requests[0]?.url).toBe("/contoso.onmicrosoft.com/oauth2/v2.0/token");
   });
@@ -66,11 +79,14 @@ describe("options are validated at construction", () => {
   });
 
   it("keeps the secret out of the default cache key", () => {
-    expect(JSON.stringify(createTokenRefreshInterceptor({ ...base, clientSecret: "super-secret-value" }))).not.toContain("super-secret-value");
+    expect(JSON.stringify(createTokenRefreshInterceptor({ ...base, clientSecret: "super-secret-value" }))).not.toContain(
+      "super-secret-value",
+    );
   });
 
   it("gives an old and a new secret different default cache keys, so a rotating fleet does not share one entry", () => {
-    const keyOf = (clientSecret: string) => (JSON.parse(JSON.stringify(createTokenRefreshInterceptor({ ...base, clientSecret }))) as { cacheKey: string }).cacheKey;
+    const keyOf = (clientSecret: string) =>
+      (JSON.parse(JSON.stringify(createTokenRefreshInterceptor({ ...base, clientSecret }))) as { cacheKey: string }).cacheKey;
     expect(keyOf("old-secret")).not.toBe(keyOf("new-secret"));
     expect(keyOf("old-secret")).toBe(keyOf("old-secret"));
   });

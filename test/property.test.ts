@@ -17,7 +17,24 @@ const SENT = Date.UTC(2026, 10, 27);
 const anyValue = fc.oneof(
   fc.jsonValue(),
   fc.string({ unit: "binary" }),
-  fc.constantFrom("3600", "zzz", -1, 0, 1e12, 3_000_000, "1e400", "NaN", null, "DPoP", "mac", "bearer", "BEARER", "a\r\nb", "a b", "\u0000"),
+  fc.constantFrom(
+    "3600",
+    "zzz",
+    -1,
+    0,
+    1e12,
+    3_000_000,
+    "1e400",
+    "NaN",
+    null,
+    "DPoP",
+    "mac",
+    "bearer",
+    "BEARER",
+    "a\r\nb",
+    "a b",
+    "\u0000",
+  ),
 );
 const tokenString = fc.oneof(fc.string({ unit: "binary", minLength: 0, maxLength: 40 }), fc.stringMatching(/^[A-Za-z0-9._~+/-]{1,40}=*$/));
 const body = fc.record(
@@ -40,9 +57,12 @@ const rawBody = fc.oneof(
 
 /** A JWT-shaped token with an arbitrary payload or arbitrary segments. */
 const jwtLike = fc.oneof(
-  fc.record({ exp: anyValue, nbf: anyValue, iat: anyValue }, { requiredKeys: [] }).map(
-    (p) => `${Buffer.from('{"alg":"none","jku":"https://evil.example"}').toString("base64url")}.${Buffer.from(JSON.stringify(p)).toString("base64url")}.sig`,
-  ),
+  fc
+    .record({ exp: anyValue, nbf: anyValue, iat: anyValue }, { requiredKeys: [] })
+    .map(
+      (p) =>
+        `${Buffer.from('{"alg":"none","jku":"https://evil.example"}').toString("base64url")}.${Buffer.from(JSON.stringify(p)).toString("base64url")}.sig`,
+    ),
   fc.tuple(fc.string(), fc.string(), fc.string()).map((parts) => parts.join(".")),
   fc.jsonValue().map((v) => `e30.${Buffer.from(JSON.stringify(v) ?? "").toString("base64url")}.x`),
 );
@@ -86,7 +106,15 @@ describe("properties", () => {
         server.requests.length = 0;
         server.handler = () => ({ status, body: data });
         const store = new InMemoryTokenStore();
-        const auth = createTokenRefreshInterceptor({ tokenUrl: server.url, clientId: "c", clientSecret: "s", store, cacheKey: "k", retry: { attempts: 1 }, timeoutMs: 2_000 });
+        const auth = createTokenRefreshInterceptor({
+          tokenUrl: server.url,
+          clientId: "c",
+          clientSecret: "s",
+          store,
+          cacheKey: "k",
+          retry: { attempts: 1 },
+          timeoutMs: 2_000,
+        });
         const outcomes = await Promise.allSettled(Array.from({ length: 5 }, () => auth.getAccessToken()));
         for (const outcome of outcomes) {
           if (outcome.status === "rejected") expect(isTokenRefreshError(outcome.reason)).toBe(true);

@@ -48,7 +48,11 @@ async function until(done: () => boolean | Promise<boolean>, timeoutMs = 10_000)
 }
 
 /** What Redis holds for a scenario: the raw token value, its PTTL, and what it decrypts to. */
-async function heldToken(redis: TestRedis, keyPrefix: string, encryptionKey?: string): Promise<{ raw: string | null; pttl: number; accessToken: string | undefined }> {
+async function heldToken(
+  redis: TestRedis,
+  keyPrefix: string,
+  encryptionKey?: string,
+): Promise<{ raw: string | null; pttl: number; accessToken: string | undefined }> {
   const keys = await redis.keys(`${keyPrefix}*:token`);
   const store = createRedisTokenStore({
     client: redis.client,
@@ -211,7 +215,12 @@ describe.skipIf(skipRedis)(redisSuite(`a fleet of ${REPLICAS} processes sharing 
     const keys = ["rollout-key-a-0123456789abcdef", "rollout-key-b-0123456789abcdef"] as const;
     // Groups mix both client libraries: replica ids 0,1,4,5 use key a, 2,3,6,7 key b.
     const group = (replica: Replica): string => keys[Math.floor(replica.id / 2) % 2] as string;
-    const { keyPrefix } = await configure(tokenServer, true, { timeoutMs: 10_000, lockTtlMs: 3000 }, { each: (replica) => ({ encryptionKey: group(replica) }) });
+    const { keyPrefix } = await configure(
+      tokenServer,
+      true,
+      { timeoutMs: 10_000, lockTtlMs: 3000 },
+      { each: (replica) => ({ encryptionKey: group(replica) }) },
+    );
     const redis = await connectRedis("ioredis", keyPrefix);
     const traffic = live().map((replica) => replica.result("traffic-done", 20_000));
     for (const replica of live()) replica.send({ type: "traffic", intervalMs: 20, maxMs: 3000 });
@@ -311,9 +320,16 @@ describe.skipIf(skipRedis)(redisSuite(`a fleet of ${REPLICAS} processes sharing 
     expect(holderResult?.failed).toBe(0);
 
     // The next burst: no token request, and every other replica serves what Redis holds.
-    const next = new Map(await Promise.all(live().map(async (replica) => [replica, await (startBurst([replica])[0] as Promise<TrafficResult>)] as const)));
+    const next = new Map(
+      await Promise.all(live().map(async (replica) => [replica, await (startBurst([replica])[0] as Promise<TrafficResult>)] as const)),
+    );
     expect(tokenServer.count).toBe(2);
-    expect(everyToken([...next].filter(([replica]) => replica !== holder).map(([, result]) => result), "token-2")).toBe(true);
+    expect(
+      everyToken(
+        [...next].filter(([replica]) => replica !== holder).map(([, result]) => result),
+        "token-2",
+      ),
+    ).toBe(true);
     expect((await heldToken(redis, keyPrefix)).accessToken).toBe("token-2");
     pausedScenario = { resumedServed: next.get(holder)?.tokens ?? [] };
     figures.pausedHolder = { ...(figures.pausedHolder as object), resumedHolderServedNext: pausedScenario.resumedServed };
@@ -327,7 +343,9 @@ describe.skipIf(skipRedis)(redisSuite(`a fleet of ${REPLICAS} processes sharing 
   });
 
   it("when the lock holder dies mid-fetch, another replica takes over once the lock expires", async () => {
-    const { server: tokenServer, arrivals } = await startTimedTokenServer((request, n) => (n === 1 ? { hang: true } : longTokens(request, n)));
+    const { server: tokenServer, arrivals } = await startTimedTokenServer((request, n) =>
+      n === 1 ? { hang: true } : longTokens(request, n),
+    );
     const { keyPrefix } = await configure(tokenServer, true, { lockTtlMs: 1000, timeoutMs: 5000 });
     const redis = await connectRedis("ioredis", keyPrefix);
     const bursts = new Map(live().map((replica) => [replica, startBurst([replica])[0] as Promise<TrafficResult>] as const));

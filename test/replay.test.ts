@@ -1,9 +1,9 @@
 import { Readable } from "node:stream";
-import axios, { type AxiosInstance } from "axios";
+import axios from "axios";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { createTokenRefreshInterceptor, type TokenEvent, type TokenRefreshOptions } from "../src/index.js";
+import { createTokenRefreshInterceptor, type TokenEvent } from "../src/index.js";
 import { defer } from "./helpers/defer.js";
-import { startResourceServer, startTokenServer, type Handler } from "./helpers/servers.js";
+import type { Handler } from "./helpers/servers.js";
 import { apiFor, type Overrides } from "./helpers/interceptor.js";
 
 const setup = (handler?: Handler, overrides: Overrides = {}) => apiFor(handler, overrides);
@@ -145,7 +145,9 @@ describe("attach(): 401 replay", () => {
     const { api, resource, tokens, auth, events } = await setup();
     const ours = await warm(auth); // an old token, which a 401 through the normal path would drop
     resource.handler = () => ({ status: 401, body: {} });
-    const error = await api.get("/a", { tokenRefresh: { skip: true }, headers: { Authorization: `Bearer ${ours}` } }).catch((e: unknown) => e);
+    const error = await api
+      .get("/a", { tokenRefresh: { skip: true }, headers: { Authorization: `Bearer ${ours}` } })
+      .catch((e: unknown) => e);
     expect(statusOf(error)).toBe(401);
     expect(resource.requests).toHaveLength(1);
     await expect(auth.getAccessToken()).resolves.toBe("token-1");
@@ -211,7 +213,9 @@ describe("attach(): 401 replay", () => {
     await warm(auth);
     resource.rejected.add("token-1");
     await api.get("/a");
-    expect(events.filter((e) => e.type === "unauthorized_replayed")).toEqual([{ type: "unauthorized_replayed", status: 401, invalidated: true }]);
+    expect(events.filter((e) => e.type === "unauthorized_replayed")).toEqual([
+      { type: "unauthorized_replayed", status: 401, invalidated: true },
+    ]);
   });
 
   it("the function attach() returns removes both interceptors", async () => {
@@ -225,7 +229,12 @@ describe("attach(): 401 replay", () => {
 
   it("refuses to attach to its own token client", async () => {
     const client = axios.create({ baseURL: "https://idp.example.com" });
-    const auth = createTokenRefreshInterceptor({ tokenUrl: "https://idp.example.com/token", clientId: "c", clientSecret: "s", httpClient: client });
+    const auth = createTokenRefreshInterceptor({
+      tokenUrl: "https://idp.example.com/token",
+      clientId: "c",
+      clientSecret: "s",
+      httpClient: client,
+    });
     expect(() => auth.attach(client)).toThrow(/must not be the instance/);
   });
 

@@ -1,7 +1,7 @@
 import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { createTokenRefreshInterceptor, TokenRequestError, type TokenEvent, type TokenRefreshOptions } from "../src/index.js";
+import { TokenRequestError, type TokenRefreshOptions } from "../src/index.js";
 import { backoffDelay, isTransient, parseRetryAfter } from "../src/retry.js";
 import { issueTokens, startTokenServer, type Handler } from "./helpers/servers.js";
 import { interceptorFor, type Overrides } from "./helpers/interceptor.js";
@@ -90,7 +90,9 @@ describe("Retry-After and throttling", () => {
 
   it("waits exactly Retry-After before the next attempt", async () => {
     vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "Date"] });
-    const { server, auth } = await setup((r, n) => (n === 1 ? { status: 429, headers: { "Retry-After": "2" }, body: {} } : issueTokens(r, n)));
+    const { server, auth } = await setup((r, n) =>
+      n === 1 ? { status: 429, headers: { "Retry-After": "2" }, body: {} } : issueTokens(r, n),
+    );
     const token = auth.getAccessToken();
     await until(() => server.count === 1);
     await vi.advanceTimersByTimeAsync(1_990);
@@ -115,7 +117,9 @@ describe("Retry-After and throttling", () => {
   });
 
   it("caps Retry-After at retry.maxRetryAfterMs", async () => {
-    const { auth } = await setup(() => ({ status: 503, headers: { "Retry-After": "86400" }, body: {} }), { retry: { maxRetryAfterMs: 30_000 } });
+    const { auth } = await setup(() => ({ status: 503, headers: { "Retry-After": "86400" }, body: {} }), {
+      retry: { maxRetryAfterMs: 30_000 },
+    });
     const error = await auth.getAccessToken().catch((e: unknown) => e);
     expect((error as TokenRequestError).retryAfterMs).toBe(30_000);
   });
@@ -123,7 +127,9 @@ describe("Retry-After and throttling", () => {
   it("while throttled, a cached token that is still valid keeps serving", async () => {
     vi.useFakeTimers({ toFake: ["Date"] });
     const t0 = Date.now();
-    const { server, auth } = await setup((r, n) => (n === 1 ? issueTokens(r, n) : { status: 429, headers: { "Retry-After": "600" }, body: {} }));
+    const { server, auth } = await setup((r, n) =>
+      n === 1 ? issueTokens(r, n) : { status: 429, headers: { "Retry-After": "600" }, body: {} },
+    );
     await auth.getAccessToken();
     vi.setSystemTime(t0 + 3_575_000); // past the hard buffer, before expiry
     await expect(auth.getAccessToken()).rejects.toMatchObject({ code: "ERR_TOKEN_THROTTLED" });
@@ -140,7 +146,9 @@ describe("a refusal that asking again will not change (a wrong secret)", () => {
     const errors: unknown[] = [];
     for (let i = 0; i < 100; i += 1) errors.push(await auth.getAccessToken().catch((e: unknown) => e));
     expect(server.count).toBe(1);
-    expect(errors.every((e) => e instanceof TokenRequestError && e.code === "ERR_TOKEN_REQUEST" && e.error === "invalid_client")).toBe(true);
+    expect(errors.every((e) => e instanceof TokenRequestError && e.code === "ERR_TOKEN_REQUEST" && e.error === "invalid_client")).toBe(
+      true,
+    );
   });
 
   it("the window starts at 1 s and doubles while the refusals go on, up to 30 s", async () => {
@@ -188,10 +196,13 @@ describe("a refusal that asking again will not change (a wrong secret)", () => {
   });
 
   it("a fixed assertion string the server refuses the second time: the error says to pass a function", async () => {
-    const { server, auth } = await setup((r, n) => (n === 1 ? issueTokens(r, n) : { status: 400, body: { error: "invalid_client", error_description: "jti already used" } }), {
-      clientSecret: undefined,
-      clientAssertion: "a.signed.jwt",
-    } as unknown as Partial<TokenRefreshOptions>);
+    const { server, auth } = await setup(
+      (r, n) => (n === 1 ? issueTokens(r, n) : { status: 400, body: { error: "invalid_client", error_description: "jti already used" } }),
+      {
+        clientSecret: undefined,
+        clientAssertion: "a.signed.jwt",
+      } as unknown as Partial<TokenRefreshOptions>,
+    );
     await expect(auth.getAccessToken()).resolves.toBe("token-1");
     const error = await auth.getAccessToken({ forceRefresh: true }).catch((e: unknown) => e);
     expect(error).toMatchObject({ code: "ERR_TOKEN_REQUEST", status: 400, error: "invalid_client" });
@@ -253,20 +264,23 @@ describe("figures for the closing note", () => {
 /** Runs test/fixtures/<name> in its own process; it must exit by itself within 8 s or it is killed (code null). */
 async function runFixture(name: string, env: Record<string, string> = {}): Promise<{ code: number | null; output: string }> {
   const fixture = fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url));
-  const child = spawn(process.execPath, ["--import", "tsx", fixture], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } });
-    let output = "";
-    child.stdout.on("data", (chunk: Buffer) => (output += chunk.toString()));
-    child.stderr.on("data", (chunk: Buffer) => (output += chunk.toString()));
-    const code = await new Promise<number | null>((resolve) => {
-      const timer = setTimeout(() => {
-        child.kill("SIGKILL");
-        resolve(null);
-      }, 8_000);
-      child.on("exit", (exitCode) => {
-        clearTimeout(timer);
-        resolve(exitCode);
-      });
+  const child = spawn(process.execPath, ["--import", "tsx", fixture], {
+    stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, ...env },
+  });
+  let output = "";
+  child.stdout.on("data", (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr.on("data", (chunk: Buffer) => (output += chunk.toString()));
+  const code = await new Promise<number | null>((resolve) => {
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      resolve(null);
+    }, 8_000);
+    child.on("exit", (exitCode) => {
+      clearTimeout(timer);
+      resolve(exitCode);
     });
+  });
   return { code, output };
 }
 

@@ -20,7 +20,9 @@ async function withToken(options: Partial<TokenRefreshOptions>, instanceConfig: 
   const tokens = await startTokenServer();
   const { sent, adapter } = recordingAdapter();
   const api: AxiosInstance = axios.create({ ...instanceConfig, adapter });
-  api.interceptors.request.use(createTokenRefreshInterceptor({ tokenUrl: tokens.url, clientId: "c", clientSecret: "s", ...options } as TokenRefreshOptions));
+  api.interceptors.request.use(
+    createTokenRefreshInterceptor({ tokenUrl: tokens.url, clientId: "c", clientSecret: "s", ...options } as TokenRefreshOptions),
+  );
   return { api, sent, tokens };
 }
 
@@ -119,7 +121,8 @@ describe("redirects", () => {
         : { body: {} };
     // Both names resolve to 127.0.0.1, so one loopback server plays both hosts. Recent axios strips
     // the header on cross-origin redirects by itself; on the peer floor (1.16.1, run by CI) only our hook does.
-    const lookup = (_host: string, _options: unknown, callback: (error: null, address: string, family: number) => void) => callback(null, "127.0.0.1", 4);
+    const lookup = (_host: string, _options: unknown, callback: (error: null, address: string, family: number) => void) =>
+      callback(null, "127.0.0.1", 4);
     const api = axios.create({ baseURL: `http://api.test:${port}`, lookup } as Parameters<typeof axios.create>[0]);
     createTokenRefreshInterceptor({ tokenUrl: tokens.url, clientId: "c", clientSecret: "s", allowInsecureHttp: true }).attach(api);
     await api.get("/away");
@@ -157,7 +160,12 @@ describe("resource errors through attach() are redacted", () => {
     const resource = await startResourceServer();
     resource.handler = () => ({ status: 500, body: { error: "boom" } });
     const api = axios.create({ baseURL: resource.origin });
-    createTokenRefreshInterceptor({ tokenUrl: tokens.url, clientId: "c", clientSecret: "client-secret-value", ...options } as TokenRefreshOptions).attach(api);
+    createTokenRefreshInterceptor({
+      tokenUrl: tokens.url,
+      clientId: "c",
+      clientSecret: "client-secret-value",
+      ...options,
+    } as TokenRefreshOptions).attach(api);
     return { api };
   }
 
@@ -192,21 +200,16 @@ describe("resource errors through attach() are redacted", () => {
 });
 
 describe("hostile token responses never cause a refresh storm", () => {
-  it.each([
-    ["3600"],
-    ["zzz"],
-    [-1],
-    [0],
-    [1e12],
-    [3_000_000],
-    [null],
-  ])("expires_in %j: a 100-request burst and 100 more make one token request", async (expiresIn) => {
-    const tokens = await startTokenServer(() => ({ body: { access_token: "t", expires_in: expiresIn } }));
-    const auth = createTokenRefreshInterceptor({ tokenUrl: tokens.url, clientId: "c", clientSecret: "s" });
-    await Promise.all(Array.from({ length: 100 }, () => auth.getAccessToken()));
-    for (let i = 0; i < 100; i += 1) await auth.getAccessToken();
-    expect(tokens.count).toBe(1);
-  });
+  it.each([["3600"], ["zzz"], [-1], [0], [1e12], [3_000_000], [null]])(
+    "expires_in %j: a 100-request burst and 100 more make one token request",
+    async (expiresIn) => {
+      const tokens = await startTokenServer(() => ({ body: { access_token: "t", expires_in: expiresIn } }));
+      const auth = createTokenRefreshInterceptor({ tokenUrl: tokens.url, clientId: "c", clientSecret: "s" });
+      await Promise.all(Array.from({ length: 100 }, () => auth.getAccessToken()));
+      for (let i = 0; i < 100; i += 1) await auth.getAccessToken();
+      expect(tokens.count).toBe(1);
+    },
+  );
 });
 
 describe("the origin policy on its own", () => {
@@ -234,7 +237,11 @@ describe("the origin policy on its own", () => {
 
   it("with allowAbsoluteUrls false, an absolute URL of an allowed origin still needs an allowed baseURL", () => {
     const policy = new OriginPolicy(new Set(["https://api.example.com"]), false);
-    expect(policy.allowedFor({ url: "https://api.example.com/x", baseURL: "https://other.example.com", allowAbsoluteUrls: false })).toBeUndefined();
-    expect(policy.allowedFor({ url: "https://api.example.com/x", baseURL: "https://api.example.com", allowAbsoluteUrls: false })).toBeDefined();
+    expect(
+      policy.allowedFor({ url: "https://api.example.com/x", baseURL: "https://other.example.com", allowAbsoluteUrls: false }),
+    ).toBeUndefined();
+    expect(
+      policy.allowedFor({ url: "https://api.example.com/x", baseURL: "https://api.example.com", allowAbsoluteUrls: false }),
+    ).toBeDefined();
   });
 });

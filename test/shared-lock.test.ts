@@ -117,7 +117,14 @@ describe("cross-process refresh lock (store contract)", () => {
     setTimeout(gate.resolve, 50);
     const events: string[][] = [[], []];
     const members = [0, 1].map((i) =>
-      createTokenRefreshInterceptor({ tokenUrl: server.url, clientId: "c", clientSecret: "s", store, cacheKey: "shared", onEvent: (e) => events[i]!.push(e.type) }),
+      createTokenRefreshInterceptor({
+        tokenUrl: server.url,
+        clientId: "c",
+        clientSecret: "s",
+        store,
+        cacheKey: "shared",
+        onEvent: (e) => events[i]!.push(e.type),
+      }),
     );
     // Both cold at once: one takes the lock and fetches, the other waits for what it stores.
     await Promise.all(members.map((auth) => auth.getAccessToken()));

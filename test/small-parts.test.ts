@@ -60,7 +60,13 @@ describe("InMemoryTokenStore", () => {
 
   it("clear() removes every entry", () => {
     const store = new InMemoryTokenStore();
-    const entry = { accessToken: "a", expiresAt: Date.now() + 60_000, refreshAt: Date.now() + 30_000, obtainedAt: Date.now(), cacheKey: "k" };
+    const entry = {
+      accessToken: "a",
+      expiresAt: Date.now() + 60_000,
+      refreshAt: Date.now() + 30_000,
+      obtainedAt: Date.now(),
+      cacheKey: "k",
+    };
     store.set("k", entry);
     store.set("j", { ...entry, cacheKey: "j" });
     store.clear();

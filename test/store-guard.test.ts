@@ -4,7 +4,7 @@
  * an entry is bound to its key, and invalidate() is final even against a slow write.
  */
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { createTokenRefreshInterceptor, InMemoryTokenStore, type StoredToken, type TokenEvent, type TokenRefreshOptions, type TokenStore } from "../src/index.js";
+import { createTokenRefreshInterceptor, InMemoryTokenStore, type StoredToken, type TokenEvent, type TokenStore } from "../src/index.js";
 import { STORE_CALL_TIMEOUT_MS } from "../src/guarded-store.js";
 import { defer } from "./helpers/defer.js";
 import { issueTokens, startTokenServer, type Handler } from "./helpers/servers.js";
@@ -58,19 +58,22 @@ afterEach(() => {
 });
 
 describe("a store never hangs a request", () => {
-  it.each(["get", "set", "lock"] as const)("a %s that never settles costs at most one store timeout, then the token is served", async (operation) => {
-    const { store } = hangingStore({ [operation]: true });
-    const { server, auth, events } = await setup(store, { timeoutMs: 2_000 });
-    const { value, ms } = await timed(() => auth.getAccessToken());
-    expect(value).toBe("token-1");
-    expect(ms).toBeLessThan(STORE_CALL_TIMEOUT_MS * 1.5);
-    expect(server.count).toBe(1);
-    expect(events).toContainEqual({ type: "store_failed", operation, reason: "timeout" });
-    // The next call is served from memory at once: the hung call left nothing occupied.
-    const again = await timed(() => auth.getAccessToken());
-    expect(again.value).toBe("token-1");
-    expect(again.ms).toBeLessThan(50);
-  });
+  it.each(["get", "set", "lock"] as const)(
+    "a %s that never settles costs at most one store timeout, then the token is served",
+    async (operation) => {
+      const { store } = hangingStore({ [operation]: true });
+      const { server, auth, events } = await setup(store, { timeoutMs: 2_000 });
+      const { value, ms } = await timed(() => auth.getAccessToken());
+      expect(value).toBe("token-1");
+      expect(ms).toBeLessThan(STORE_CALL_TIMEOUT_MS * 1.5);
+      expect(server.count).toBe(1);
+      expect(events).toContainEqual({ type: "store_failed", operation, reason: "timeout" });
+      // The next call is served from memory at once: the hung call left nothing occupied.
+      const again = await timed(() => auth.getAccessToken());
+      expect(again.value).toBe("token-1");
+      expect(again.ms).toBeLessThan(50);
+    },
+  );
 
   it("a store call never runs past the token budget", async () => {
     const { store } = hangingStore({ get: true });
@@ -115,7 +118,8 @@ describe("an in-process copy in front of the store", () => {
   it("a 401 still finds the newer token another process stored, without a token request", async () => {
     const shared = new InMemoryTokenStore();
     const server = await startTokenServer();
-    const make = () => createTokenRefreshInterceptor({ tokenUrl: server.url, clientId: "c", clientSecret: "s", store: shared, cacheKey: "k" });
+    const make = () =>
+      createTokenRefreshInterceptor({ tokenUrl: server.url, clientId: "c", clientSecret: "s", store: shared, cacheKey: "k" });
     const [a, b] = [make(), make()];
     await expect(a.getAccessToken()).resolves.toBe("token-1");
     await expect(b.getAccessToken()).resolves.toBe("token-1");
@@ -134,10 +138,20 @@ describe("an entry belongs to its key", () => {
       set: (key, token) => void map.set(key, token),
       delete: (key) => void map.delete(key),
     };
-    const server = await startTokenServer((r, n) => ({ body: { access_token: `${new URLSearchParams(r.body).get("scope")}-${n}`, expires_in: 3600 } }));
+    const server = await startTokenServer((r, n) => ({
+      body: { access_token: `${new URLSearchParams(r.body).get("scope")}-${n}`, expires_in: 3600 },
+    }));
     const events: TokenEvent[] = [];
     const make = (scope: string) =>
-      createTokenRefreshInterceptor({ tokenUrl: server.url, clientId: "c", clientSecret: "s", scope, store, cacheKey: scope, onEvent: (e) => events.push(e) });
+      createTokenRefreshInterceptor({
+        tokenUrl: server.url,
+        clientId: "c",
+        clientSecret: "s",
+        scope,
+        store,
+        cacheKey: scope,
+        onEvent: (e) => events.push(e),
+      });
     await expect(make("orders").getAccessToken()).resolves.toBe("orders-1");
     await expect(make("payroll").getAccessToken()).resolves.toBe("payroll-2");
     expect(events).toContainEqual({ type: "store_failed", operation: "get", reason: "wrong_key" });

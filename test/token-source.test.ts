@@ -1,5 +1,12 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { createTokenRefreshInterceptor, createTokenSource, InMemoryTokenStore, type StoredToken, type TokenEvent, type TokenRefreshOptions, type TokenStore } from "../src/index.js";
+import {
+  createTokenRefreshInterceptor,
+  createTokenSource,
+  InMemoryTokenStore,
+  type StoredToken,
+  type TokenEvent,
+  type TokenStore,
+} from "../src/index.js";
 import { defer } from "./helpers/defer.js";
 import { issueTokens, startTokenServer, type Handler } from "./helpers/servers.js";
 import { interceptorFor, type Overrides } from "./helpers/interceptor.js";
@@ -101,7 +108,9 @@ describe("expiry and refresh timing", () => {
   it("a failing background refresh keeps serving the cached token, backs off, and fails only past the hard buffer", async () => {
     vi.useFakeTimers({ toFake: ["Date", "performance"] }); // the backoff runs on the monotonic clock
     vi.setSystemTime(T0);
-    const { server, auth } = await setup((r, n) => (n === 1 ? issueTokens(r, n) : { status: 503, body: { error: "temporarily_unavailable" } }));
+    const { server, auth } = await setup((r, n) =>
+      n === 1 ? issueTokens(r, n) : { status: 503, body: { error: "temporarily_unavailable" } },
+    );
     await auth.getAccessToken();
     vi.advanceTimersByTime(3_300_000);
     await expect(auth.getAccessToken()).resolves.toBe("token-1");
@@ -167,14 +176,36 @@ describe("stores", () => {
   });
 
   it.each([
-    ["throws", () => { throw new Error("store down"); }, "error"],
+    [
+      "throws",
+      () => {
+        throw new Error("store down");
+      },
+      "error",
+    ],
     ["rejects", () => Promise.reject(new Error("store down")), "error"],
     ["returns garbage", () => ({ accessToken: 42, expiresAt: "soon" }), "malformed"],
     ["returns a NaN expiry", () => ({ accessToken: "x", expiresAt: Number.NaN, refreshAt: 0, obtainedAt: 0, cacheKey: "k" }), "malformed"],
-    ["returns another key's entry", () => ({ accessToken: "other", expiresAt: Date.now() + 60_000, refreshAt: Date.now() + 30_000, obtainedAt: Date.now(), cacheKey: "other-key" }), "wrong_key"],
+    [
+      "returns another key's entry",
+      () => ({
+        accessToken: "other",
+        expiresAt: Date.now() + 60_000,
+        refreshAt: Date.now() + 30_000,
+        obtainedAt: Date.now(),
+        cacheKey: "other-key",
+      }),
+      "wrong_key",
+    ],
   ])("a store that %s is a miss and an event, never a failed request or a wrong token", async (_name, get, reason) => {
     const events: TokenEvent[] = [];
-    const store = { get, set: () => { throw new Error("store down"); }, delete: () => undefined } as unknown as TokenStore;
+    const store = {
+      get,
+      set: () => {
+        throw new Error("store down");
+      },
+      delete: () => undefined,
+    } as unknown as TokenStore;
     const { server, auth } = await setup(undefined, { store, cacheKey: "k", onEvent: (e) => events.push(e) });
     await expect(auth.getAccessToken()).resolves.toBe("token-1");
     // The token fetched is kept in memory, so the broken store is not asked again while it is fresh.
@@ -185,7 +216,13 @@ describe("stores", () => {
 
   it("InMemoryTokenStore keeps at most maxEntries keys, evicting the least recently used", () => {
     const store = new InMemoryTokenStore({ maxEntries: 2 });
-    const token = (accessToken: string): StoredToken => ({ accessToken, expiresAt: Date.now() + 60_000, refreshAt: Date.now() + 30_000, obtainedAt: Date.now(), cacheKey: "x" });
+    const token = (accessToken: string): StoredToken => ({
+      accessToken,
+      expiresAt: Date.now() + 60_000,
+      refreshAt: Date.now() + 30_000,
+      obtainedAt: Date.now(),
+      cacheKey: "x",
+    });
     store.set("a", token("A"));
     store.set("b", token("B"));
     store.get("a");
@@ -228,7 +265,13 @@ describe("events", () => {
 
   it("reports store failures as store_failed, operation only", async () => {
     const events: unknown[] = [];
-    const store = { get: () => { throw new Error("down"); }, set: () => Promise.reject(new Error("down")), delete: () => undefined };
+    const store = {
+      get: () => {
+        throw new Error("down");
+      },
+      set: () => Promise.reject(new Error("down")),
+      delete: () => undefined,
+    };
     const { auth } = await setup(undefined, { store, onEvent: (e) => events.push(e) });
     await auth.getAccessToken();
     expect(events.filter((e) => (e as { type: string }).type === "store_failed")).toEqual([
@@ -238,7 +281,11 @@ describe("events", () => {
   });
 
   it("a listener that throws does not break the request", async () => {
-    const { auth } = await setup(undefined, { onEvent: () => { throw new Error("listener bug"); } });
+    const { auth } = await setup(undefined, {
+      onEvent: () => {
+        throw new Error("listener bug");
+      },
+    });
     await expect(auth.getAccessToken()).resolves.toBe("token-1");
   });
 });
@@ -291,9 +338,9 @@ describe("createTokenSource: the same cache for callers that are not axios", () 
 
   it("refuses the interceptor's own options, naming them", () => {
     const server = "https://idp.example.com/token";
-    expect(() => createTokenSource({ tokenUrl: server, clientId: "c", clientSecret: "s", allowedOrigins: ["https://a.example"] } as never)).toThrow(
-      /unknown option "allowedOrigins"/,
-    );
+    expect(() =>
+      createTokenSource({ tokenUrl: server, clientId: "c", clientSecret: "s", allowedOrigins: ["https://a.example"] } as never),
+    ).toThrow(/unknown option "allowedOrigins"/);
   });
 
   it("shows its cache key, never the secret, in util.inspect and JSON", async () => {

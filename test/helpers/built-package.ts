@@ -32,5 +32,6 @@ export function requireFreshBuild(): void {
   const built = statSync(new URL("../../dist/index.cjs", import.meta.url), { throwIfNoEntry: false });
   const src = new URL("../../src/", import.meta.url);
   const newestSource = Math.max(...readdirSync(src).map((name) => statSync(new URL(name, src)).mtimeMs));
-  if (built === undefined || built.mtimeMs < newestSource) throw new Error("dist/ is missing or older than src/: run `npm test`, or `npx tsup` first");
+  if (built === undefined || built.mtimeMs < newestSource)
+    throw new Error("dist/ is missing or older than src/: run `npm test`, or `npx tsup` first");
 }

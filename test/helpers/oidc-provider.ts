@@ -128,8 +128,18 @@ export async function startOidcProvider(options: OidcTestBedOptions = {}): Promi
   } as const satisfies OidcTestBed["clients"];
   const machine = { grant_types: ["client_credentials"], response_types: [], redirect_uris: [] } satisfies Partial<ClientMetadata>;
   const registered: ClientMetadata[] = [
-    { ...machine, client_id: clients.basic.clientId, client_secret: clients.basic.clientSecret, token_endpoint_auth_method: "client_secret_basic" },
-    { ...machine, client_id: clients.post.clientId, client_secret: clients.post.clientSecret, token_endpoint_auth_method: "client_secret_post" },
+    {
+      ...machine,
+      client_id: clients.basic.clientId,
+      client_secret: clients.basic.clientSecret,
+      token_endpoint_auth_method: "client_secret_basic",
+    },
+    {
+      ...machine,
+      client_id: clients.post.clientId,
+      client_secret: clients.post.clientSecret,
+      token_endpoint_auth_method: "client_secret_post",
+    },
     {
       ...machine,
       client_id: clients.privateKeyJwt.clientId,
@@ -148,7 +158,13 @@ export async function startOidcProvider(options: OidcTestBedOptions = {}): Promi
   ];
 
   const resources: Record<string, ResourceServer> = {
-    [JWT_RESOURCE]: { scope: RESOURCE_SCOPE, audience: JWT_RESOURCE, accessTokenTTL: ttl, accessTokenFormat: "jwt", jwt: { sign: { alg: "RS256" } } },
+    [JWT_RESOURCE]: {
+      scope: RESOURCE_SCOPE,
+      audience: JWT_RESOURCE,
+      accessTokenTTL: ttl,
+      accessTokenFormat: "jwt",
+      jwt: { sign: { alg: "RS256" } },
+    },
     [OPAQUE_RESOURCE]: { scope: RESOURCE_SCOPE, audience: OPAQUE_RESOURCE, accessTokenTTL: ttl, accessTokenFormat: "opaque" },
   };
 
@@ -187,13 +203,19 @@ export async function startOidcProvider(options: OidcTestBedOptions = {}): Promi
   });
   handler = provider.callback();
 
-  const discovery = (await (await fetch(`${issuer}/.well-known/openid-configuration`, { signal: AbortSignal.timeout(5_000) })).json()) as Discovery;
+  const discovery = (await (
+    await fetch(`${issuer}/.well-known/openid-configuration`, { signal: AbortSignal.timeout(5_000) })
+  ).json()) as Discovery;
   const jwks = createRemoteJWKSet(new URL(discovery.jwks_uri));
   const denylist = new Set<string>();
   const resourceServers = new Set<OidcResourceServer>();
 
   const secretClients: readonly SecretClient[] = [clients.basic, clients.post, clients.resourceServer];
-  const postForm = async (url: string, clientId: string, fields: Record<string, string>): Promise<{ status: number; body: Record<string, unknown> }> => {
+  const postForm = async (
+    url: string,
+    clientId: string,
+    fields: Record<string, string>,
+  ): Promise<{ status: number; body: Record<string, unknown> }> => {
     const headers: Record<string, string> = { "Content-Type": "application/x-www-form-urlencoded", Accept: "application/json" };
     const form = new URLSearchParams(fields);
     const secret = secretClients.find((client) => client.clientId === clientId);
@@ -215,7 +237,10 @@ export async function startOidcProvider(options: OidcTestBedOptions = {}): Promi
   };
 
   const introspect = async (token: string): Promise<Record<string, unknown>> => {
-    const { status, body } = await postForm(discovery.introspection_endpoint, clients.resourceServer.clientId, { token, token_type_hint: "access_token" });
+    const { status, body } = await postForm(discovery.introspection_endpoint, clients.resourceServer.clientId, {
+      token,
+      token_type_hint: "access_token",
+    });
     if (status !== 200) throw new Error(`introspection answered ${status} ${String(body.error)}`);
     return body;
   };
@@ -359,4 +384,3 @@ function closeServer(server: Server): Promise<void> {
     server.close(() => resolve());
   });
 }
-

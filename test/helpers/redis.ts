@@ -37,7 +37,8 @@ export const skipTarget = (target: RedisTarget): boolean => (target === "single"
 
 /** How to run the Redis tests; shown in the skipped suite's title. */
 export const HOW_TO_RUN = "start a redis-server and run: REDIS_URL=redis://127.0.0.1:PORT npm test";
-const HOW_TO_RUN_CLUSTER = "start a 3-node Redis Cluster (see .ci/run) and run: REDIS_CLUSTER_URLS=redis://127.0.0.1:P1,redis://127.0.0.1:P2,… npm test";
+const HOW_TO_RUN_CLUSTER =
+  "start a 3-node Redis Cluster (see .ci/run) and run: REDIS_CLUSTER_URLS=redis://127.0.0.1:P1,redis://127.0.0.1:P2,… npm test";
 
 if (skipRedis) process.stderr.write(`[redis tests skipped] no REDIS_URL: ${HOW_TO_RUN}\n`);
 if (skipRedisCluster) process.stderr.write(`[redis cluster tests skipped] no REDIS_CLUSTER_URLS: ${HOW_TO_RUN_CLUSTER}\n`);
@@ -45,7 +46,9 @@ if (skipRedisCluster) process.stderr.write(`[redis cluster tests skipped] no RED
 /** Title for a Redis suite, saying why it was skipped when it was. */
 export function redisSuite(name: string, target: RedisTarget = "single"): string {
   if (!skipTarget(target)) return name;
-  return target === "single" ? `${name} (skipped: no REDIS_URL; ${HOW_TO_RUN})` : `${name} (skipped: no REDIS_CLUSTER_URLS; ${HOW_TO_RUN_CLUSTER})`;
+  return target === "single"
+    ? `${name} (skipped: no REDIS_URL; ${HOW_TO_RUN})`
+    : `${name} (skipped: no REDIS_CLUSTER_URLS; ${HOW_TO_RUN_CLUSTER})`;
 }
 
 /** The URL, or a failure that says what is missing (CI without a Redis must fail, not skip). */

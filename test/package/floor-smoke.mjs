@@ -13,7 +13,9 @@ function listen(handler) {
     req.on("data", (chunk) => (body += chunk));
     req.on("end", () => handler(req, res, body));
   });
-  return new Promise((resolve) => server.listen(0, "127.0.0.1", () => resolve({ server, origin: `http://127.0.0.1:${server.address().port}` })));
+  return new Promise((resolve) =>
+    server.listen(0, "127.0.0.1", () => resolve({ server, origin: `http://127.0.0.1:${server.address().port}` })),
+  );
 }
 
 async function exercise(label, library, axios) {
@@ -34,7 +36,10 @@ async function exercise(label, library, axios) {
   auth.attach(client);
 
   const burst = await Promise.all(Array.from({ length: 20 }, () => client.get("/r")));
-  assert.ok(burst.every((r) => r.data.authorization === "Bearer token-1"), `${label}: burst carries token-1`);
+  assert.ok(
+    burst.every((r) => r.data.authorization === "Bearer token-1"),
+    `${label}: burst carries token-1`,
+  );
   assert.equal(issued, 1, `${label}: one token request for a cold burst of 20`);
 
   rejected.add("token-1");
