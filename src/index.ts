@@ -1,7 +1,13 @@
 export { createTokenRefreshInterceptor } from "./interceptor.js";
 export { createTokenSource } from "./token-source.js";
 export type { AccessToken, GetTokenOptions, TokenSource } from "./token-source.js";
-export type { GetAccessTokenOptions, TokenRefreshInterceptor, TokenRefreshRequestOptions } from "./interceptor.js";
+export type {
+  AttachableAxiosInstance,
+  GetAccessTokenOptions,
+  InterceptorList,
+  TokenRefreshInterceptor,
+  TokenRefreshRequestOptions,
+} from "./interceptor.js";
 export { InMemoryTokenStore } from "./store.js";
 export type { InMemoryTokenStoreOptions, StoredToken, TokenStore } from "./store.js";
 export { DEFAULTS } from "./options.js";

@@ -14,6 +14,33 @@ import { unrefTimer } from "./retry.js";
 import { disposedError } from "./token-cache.js";
 import { createCachedSource, renderings, type AccessToken, type GetTokenOptions, type TokenSource } from "./token-source.js";
 
+/**
+ * An axios instance, from any copy of axios: ours, axios's other build (CJS next to ESM), or a nested
+ * second version. Typed by shape, so that another copy's `AxiosInstance` type fits too; axios
+ * instances have every member below.
+ */
+export interface AttachableAxiosInstance {
+  /** The instance's defaults; `baseURL` decides where the token may go when `allowedOrigins` is not set. */
+  readonly defaults: { readonly baseURL?: string | undefined };
+  /** The instance's interceptor lists. */
+  readonly interceptors: {
+    /** Request interceptors: attach() adds two. */
+    readonly request: InterceptorList;
+    /** Response interceptors: attach() adds one (the 401 replay and the redaction). */
+    readonly response: InterceptorList;
+  };
+  /** Sends a request: used for the one replay after a 401. */
+  request(config: never): Promise<unknown>;
+}
+
+/** An axios interceptor list, as attach() uses it: add with `use`, remove with `eject`. */
+export interface InterceptorList {
+  /** Adds an interceptor and returns its id. */
+  use(...handlers: never[]): number;
+  /** Removes the interceptor with that id. */
+  eject(id: number): void;
+}
+
 /** Per-request options, set as `config.tokenRefresh` on an axios request. */
 export interface TokenRefreshRequestOptions {
   /** Send this request without our token; it is never replayed, and its 401 never drops our token. */
@@ -49,7 +76,7 @@ export interface TokenRefreshInterceptor extends TokenSource {
    * Installs the request interceptor and a response interceptor (401 replay, error redaction) on
    * `instance`; returns a function that removes both.
    */
-  attach(instance: AxiosInstance): () => void;
+  attach(instance: AttachableAxiosInstance): () => void;
   /** Removes what `attach()` installed, aborts a token request on the wire; later calls fail with `ERR_DISPOSED`. */
   dispose(): void;
 }
@@ -146,7 +173,9 @@ export function createTokenRefreshInterceptor(options: TokenRefreshOptions): Tok
     return authorize(config, token, allowed);
   };
 
-  const attach = (instance: AxiosInstance): (() => void) => {
+  const attach = (attachable: AttachableAxiosInstance): (() => void) => {
+    // The one place the instance's own type is assumed: the methods below exist on every axios in the peer range.
+    const instance = attachable as unknown as AxiosInstance;
     if (cache.disposed) throw disposedError();
     if (instance === settings.httpClient) {
       throw new InvalidOptionError('"httpClient" must not be the instance the interceptor is attached to: token requests would recurse');

@@ -38,3 +38,15 @@ describe("option types", () => {
     expect(refused).toHaveLength(7);
   });
 });
+
+describe("attach() types", () => {
+  it("accepts an instance of another axios copy (a nested second version)", async () => {
+    const { default: AxiosNested } = await import("axios-nested");
+    const { createTokenRefreshInterceptor } = await import("../src/index.js");
+    const auth = createTokenRefreshInterceptor({ tokenUrl: "https://idp.example.com/token", clientId: "c", clientSecret: "s" });
+    // This line is the test: it must compile with the other copy's AxiosInstance type.
+    const detach = auth.attach(AxiosNested.create({ baseURL: "https://api.example.com" }));
+    expect(typeof detach).toBe("function");
+    auth.dispose();
+  });
+});
