@@ -60,7 +60,12 @@ export async function coldBurst({ baseURL, agent, tokens }: Setup): Promise<Row[
       rounds: { ours: tokenCounts.cold },
       display: { ours: String(maxColdTokens), baseline: "—", ratio: "—" },
     },
-    lastResponse("3b", "3b. cold burst: time to last response (vs same burst, token pre-warmed)", "warm", `— (+ one ${TOKEN_DELAY_MS} ms token request)`),
+    lastResponse(
+      "3b",
+      "3b. cold burst: time to last response (vs same burst, token pre-warmed)",
+      "warm",
+      `— (+ one ${TOKEN_DELAY_MS} ms token request)`,
+    ),
     {
       id: "5a",
       benchmark: "5a. cold burst, ours vs naive snippet: token requests",

@@ -19,7 +19,19 @@ export async function fleet({ baseURL, tokens }: Setup): Promise<Row[]> {
   const redis = await redisUrl();
   if (redis === undefined) {
     const skipped = "skipped: no REDIS_URL and no redis-server";
-    return [{ id: "7a", benchmark: `7. fleet (${skipped})`, unit: "", ours: Number.NaN, baseline: undefined, ratio: undefined, goal: "= 1", met: undefined, display: { ours: "—", baseline: "—", ratio: "—" } }];
+    return [
+      {
+        id: "7a",
+        benchmark: `7. fleet (${skipped})`,
+        unit: "",
+        ours: Number.NaN,
+        baseline: undefined,
+        ratio: undefined,
+        goal: "= 1",
+        met: undefined,
+        display: { ours: "—", baseline: "—", ratio: "—" },
+      },
+    ];
   }
   const replicas: Replica[] = Array.from({ length: REPLICAS }, (_, id) => spawnReplica(id, redis.url));
   try {

@@ -1,6 +1,6 @@
 /** 6. Memory: heap growth over many interceptor calls with a warm token, against a constant header. */
 import { createTokenRefreshInterceptor } from "../src/index.js";
-import { configFor, constantHeader, nsPerCall, type Interceptor } from "./hot-path.js";
+import { collectGarbage, configFor, constantHeader, nsPerCall, type Interceptor } from "./hot-path.js";
 import { clientOptions, type Setup } from "./servers.js";
 import { fmtBytes, fmtInt, interleaved, median, ROUNDS } from "./stats.js";
 import type { Row } from "./table.js";
@@ -40,10 +40,8 @@ async function heapGrowth(interceptor: Interceptor, baseURL: string): Promise<nu
   return heapAfterGc() - before;
 }
 
-function heapAfterGc(): number {
-  // bench/run.ts re-runs itself with --expose-gc when global.gc is missing.
-  const gc = (globalThis as { gc?: () => void }).gc;
-  if (gc === undefined) throw new Error("heap figures need node --expose-gc");
-  for (let i = 0; i < 3; i += 1) gc();
+/** heapUsed after full collections. */
+export function heapAfterGc(): number {
+  for (let i = 0; i < 3; i += 1) collectGarbage("full");
   return process.memoryUsage().heapUsed;
 }

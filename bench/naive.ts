@@ -11,8 +11,9 @@ export function createNaiveInterceptor(tokenUrl: string, client_id: string, clie
   let token: string | undefined;
   return async (config: InternalAxiosRequestConfig): Promise<InternalAxiosRequestConfig> => {
     if (!token || jwtDecode(token).exp! * 1000 < Date.now()) {
-      token = (await axios.post<{ access_token: string }>(tokenUrl, qs.stringify({ grant_type: "client_credentials", client_id, client_secret })))
-        .data.access_token;
+      token = (
+        await axios.post<{ access_token: string }>(tokenUrl, qs.stringify({ grant_type: "client_credentials", client_id, client_secret }))
+      ).data.access_token;
     }
     config.headers.Authorization = `Bearer ${token}`;
     return config;

@@ -53,12 +53,19 @@ export async function refreshBoundary({ baseURL, agent }: Setup): Promise<Row[]>
     // longer whenever this thread is slow, and so collect slow requests: around a bare setTimeout
     // they read 1.2-1.3 on a busy machine.
     const exchanges = await tokens.exchanges();
-    const windows: Window[] = exchanges.slice(firstExchange).flatMap((e) => (e.answeredAt === undefined ? [] : [{ start: e.receivedAt, end: e.answeredAt }]));
+    const windows: Window[] = exchanges
+      .slice(firstExchange)
+      .flatMap((e) => (e.answeredAt === undefined ? [] : [{ start: e.receivedAt, end: e.answeredAt }]));
     const refresh = split(samples, windows);
     const outside = samples.filter(({ issuedAt: t }) => !windows.some((w) => t >= w.start && t <= w.end)).map((sample) => sample.latency);
     // Control: the same windows moved 200-800 ms later, when no refresh runs (one runs about every
     // second). The spread of their ratios is what this measurement reads with nothing to find.
-    const controls = CONTROL_SHIFTS_MS.map((shift) => split(samples, windows.map((w) => ({ start: w.start + shift, end: w.end + shift }))));
+    const controls = CONTROL_SHIFTS_MS.map((shift) =>
+      split(
+        samples,
+        windows.map((w) => ({ start: w.start + shift, end: w.end + shift })),
+      ),
+    );
 
     // Token requests per token lifetime: requests that reached the endpoint while each token was the
     // newest one (from its answer to the next answer). A duplicate refresh would make one of these 2.
@@ -101,10 +108,18 @@ export async function refreshBoundary({ baseURL, agent }: Setup): Promise<Row[]>
       issuedInWindows: refresh.inside.length,
       issuedNearby: refresh.nearby.length,
       allOutside: { p50: percentile(outside, 50), p99: percentile(outside, 99) },
-      control: { shiftsMs: CONTROL_SHIFTS_MS, p50Ratios: controls.map((c) => ratioAt(c, 50)), p99Ratios: controls.map((c) => ratioAt(c, 99)) },
+      control: {
+        shiftsMs: CONTROL_SHIFTS_MS,
+        p50Ratios: controls.map((c) => ratioAt(c, 50)),
+        p99Ratios: controls.map((c) => ratioAt(c, 99)),
+      },
     };
     return [
-      latencyRow("4a", `4a. refresh boundary, ${REFRESH.concurrency} in flight, ${REFRESH.lifetimeS} s tokens: p50 latency, issued during a refresh (vs nearby outside; ${counts})`, 50),
+      latencyRow(
+        "4a",
+        `4a. refresh boundary, ${REFRESH.concurrency} in flight, ${REFRESH.lifetimeS} s tokens: p50 latency, issued during a refresh (vs nearby outside; ${counts})`,
+        50,
+      ),
       latencyRow("4b", "4b. refresh boundary: p99 latency, issued during a refresh (vs nearby outside)", 99),
       {
         id: "4c",
@@ -150,7 +165,10 @@ interface Window {
 }
 
 /** Latencies of requests issued inside `windows`, and of those issued within NEARBY_MS of one but outside. */
-function split(samples: readonly { issuedAt: number; latency: number }[], windows: readonly Window[]): { inside: number[]; nearby: number[] } {
+function split(
+  samples: readonly { issuedAt: number; latency: number }[],
+  windows: readonly Window[],
+): { inside: number[]; nearby: number[] } {
   const inside: number[] = [];
   const nearby: number[] = [];
   for (const { issuedAt: t, latency } of samples) {

@@ -21,8 +21,10 @@ import axios from "axios";
 import { coldBurst, settings as coldBurstSettings } from "./cold-burst.js";
 import { fleet } from "./fleet.js";
 import { hotPath, settings as hotPathSettings } from "./hot-path.js";
+import { manyInterceptors, settings as manySettings } from "./many-interceptors.js";
 import { memory, settings as memorySettings } from "./memory.js";
 import { refreshBoundary, settings as refreshSettings } from "./refresh-boundary.js";
+import { requestPath, settings as requestPathSettings } from "./request-path.js";
 import { startSetup, TOKEN_DELAY_MS, type Setup } from "./servers.js";
 import { fmtNum, ROUNDS, spread } from "./stats.js";
 import { table, type Row } from "./table.js";
@@ -31,17 +33,32 @@ import { throughput, settings as throughputSettings } from "./throughput.js";
 /** In the order they run; `--only=` picks by the row numbers in `ids` (5 is in two of them). */
 const BENCHMARKS: { name: string; ids: string[]; run: (setup: Setup) => Promise<Row[]> }[] = [
   { name: "hot path", ids: ["1", "5"], run: hotPath },
+  { name: "hot path inside requests", ids: ["1"], run: requestPath },
   { name: "throughput", ids: ["2"], run: throughput },
   { name: "cold burst", ids: ["3", "5"], run: coldBurst },
   { name: "refresh boundary", ids: ["4"], run: refreshBoundary },
   { name: "memory", ids: ["6"], run: memory },
   { name: "fleet", ids: ["7"], run: fleet },
+  { name: "100 interceptors", ids: ["8"], run: manyInterceptors },
 ];
-const SETTINGS = { ROUNDS, ...hotPathSettings, ...throughputSettings, ...coldBurstSettings, TOKEN_DELAY_MS, ...refreshSettings, ...memorySettings };
+const SETTINGS = {
+  ROUNDS,
+  ...hotPathSettings,
+  ...requestPathSettings,
+  ...throughputSettings,
+  ...coldBurstSettings,
+  TOKEN_DELAY_MS,
+  ...refreshSettings,
+  ...memorySettings,
+  ...manySettings,
+};
 
 async function main(): Promise<void> {
   const writeJson = process.argv.includes("--json");
-  const only = process.argv.find((arg) => arg.startsWith("--only="))?.slice("--only=".length).split(",");
+  const only = process.argv
+    .find((arg) => arg.startsWith("--only="))
+    ?.slice("--only=".length)
+    .split(",");
   const started = performance.now();
   const machine = {
     cpu: os.cpus()[0]?.model ?? "unknown",
@@ -82,7 +99,10 @@ async function main(): Promise<void> {
     const figures = rows.map(({ display: _display, ...row }) => ({
       ...row,
       // How far apart the rounds were (max/min − 1).
-      spread: row.rounds === undefined ? undefined : { ours: spread(row.rounds.ours), baseline: row.rounds.baseline && spread(row.rounds.baseline) },
+      spread:
+        row.rounds === undefined
+          ? undefined
+          : { ours: spread(row.rounds.ours), baseline: row.rounds.baseline && spread(row.rounds.baseline) },
     }));
     const run = { date: new Date().toISOString(), elapsedS, loadAverage: { start: loadAtStart, end: loadAtEnd } };
     await writeFile(path, `${JSON.stringify({ ...run, machine, settings: SETTINGS, rows: figures }, null, 2)}\n`);

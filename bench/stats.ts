@@ -4,14 +4,50 @@
 export const ROUNDS = 5;
 
 /**
- * Runs `measure` once per subject and round, the order flipped every round, so that drift of the
- * machine hits every subject alike. Returns each subject's values, round by round.
+ * The order of `names` in turn `turn`: every rotation, forwards, then every rotation backwards, so
+ * each subject takes every place, and follows every other, equally often (for two: A B, B A, B A, A B).
  */
-export async function interleaved<K extends string>(names: readonly K[], rounds: number, measure: (name: K) => Promise<number>): Promise<Record<K, number[]>> {
+export function turnOrder<K>(names: readonly K[], turn: number): K[] {
+  const n = names.length;
+  const shift = turn % n;
+  const order = [...names.slice(shift), ...names.slice(0, shift)];
+  return Math.floor(turn / n) % 2 === 0 ? order : order.reverse();
+}
+
+/**
+ * `turns` turns in which every subject runs `measure` once, in {@link turnOrder}, so that drift of
+ * the machine hits every subject alike. Returns each subject's values, turn by turn.
+ */
+export async function interleaved<K extends string>(
+  names: readonly K[],
+  turns: number,
+  measure: (name: K) => Promise<number>,
+): Promise<Record<K, number[]>> {
   const results = Object.fromEntries(names.map((name) => [name, [] as number[]])) as Record<K, number[]>;
+  for (let turn = 0; turn < turns; turn += 1) {
+    for (const name of turnOrder(names, turn)) results[name].push(await measure(name));
+  }
+  return results;
+}
+
+/**
+ * Rounds of interleaved turns: a warm-up round of a quarter as many turns (sockets, JIT), then
+ * `rounds` rounds of `turns` turns each, a round's figure per subject being `figure` of its turns
+ * (a median, say). Returns the figures round by round.
+ */
+export async function roundsOfTurns<K extends string>(spec: {
+  names: readonly K[];
+  rounds: number;
+  turns: number;
+  turn: (name: K) => Promise<number>;
+  figure: (values: number[]) => number;
+}): Promise<Record<K, number[]>> {
+  const { names, rounds, turns, turn, figure } = spec;
+  const results = Object.fromEntries(names.map((name) => [name, [] as number[]])) as Record<K, number[]>;
+  await interleaved(names, Math.ceil(turns / 4), turn);
   for (let round = 0; round < rounds; round += 1) {
-    const order = round % 2 === 0 ? names : [...names].reverse();
-    for (const name of order) results[name].push(await measure(name));
+    const values = await interleaved(names, turns, turn);
+    for (const name of names) results[name].push(figure(values[name]));
   }
   return results;
 }

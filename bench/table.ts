@@ -50,7 +50,14 @@ export function pairedRow(spec: {
 export function table(rows: readonly Row[]): string {
   return markdownTable(
     ["benchmark", "ours", "baseline", "ratio", "goal", "met"],
-    rows.map((row) => [row.benchmark, row.display.ours, row.display.baseline, row.display.ratio, row.goal, row.met === undefined ? "—" : row.met ? "yes" : "**NO**"]),
+    rows.map((row) => [
+      row.benchmark,
+      row.display.ours,
+      row.display.baseline,
+      row.display.ratio,
+      row.goal,
+      row.met === undefined ? "—" : row.met ? "yes" : "**NO**",
+    ]),
   );
 }
 

@@ -23,7 +23,9 @@ const server = createServer((req, res) => {
   req.on("end", () => {
     const n = exchanges.length + 1;
     const exp = Math.ceil(Date.now() / 1000) + lifetimeS;
-    const payload = Buffer.from(JSON.stringify({ sub: "bench", jti: `t${n}`, iat: Math.floor(Date.now() / 1000), exp })).toString("base64url");
+    const payload = Buffer.from(JSON.stringify({ sub: "bench", jti: `t${n}`, iat: Math.floor(Date.now() / 1000), exp })).toString(
+      "base64url",
+    );
     const exchange = { receivedAt: clock(), answeredAt: undefined, token: `${header}.${payload}.sig` };
     exchanges.push(exchange);
     Atomics.add(count, 0, 1);
