@@ -15,6 +15,12 @@ import { disposedError } from "./token-cache.js";
 import { createCachedSource, renderings, type AccessToken, type GetTokenOptions, type TokenSource } from "./token-source.js";
 
 /**
+ * axios's CanceledError, by its runtime signature `(message, config)`: the same in every version of
+ * the peer range, while the typings of 1.16 declare only the constructor inherited from AxiosError.
+ */
+const Canceled = CanceledError as unknown as new (message: string | undefined, config: InternalAxiosRequestConfig) => Error;
+
+/**
  * An axios instance, from any copy of axios: ours, axios's other build (CJS next to ESM), or a nested
  * second version. Typed by shape, so that another copy's `AxiosInstance` type fits too; axios
  * instances have every member below.
@@ -129,7 +135,7 @@ export function createTokenRefreshInterceptor(options: TokenRefreshOptions): Tok
       (error: unknown) => {
         // An aborted request rejects the way axios users test for: axios.isCancel(error).
         if (error instanceof TokenRefreshError && error.code === "ERR_TOKEN_ABORTED") {
-          throw new CanceledError(undefined, config);
+          throw new Canceled(undefined, config);
         }
         throw error;
       },
