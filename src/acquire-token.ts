@@ -5,13 +5,15 @@
  * client throttled or locked by the identity provider.
  */
 import { requestToken } from "./client-credentials.js";
-import { monotonicNow } from "./clock.js";
-import { TokenRequestError } from "./errors.js";
+import { monotonicNow, wallNow } from "./clock.js";
+import type { EndpointResolver, TokenEndpoint } from "./discovery.js";
+import { isTokenRefreshError, TokenRequestError } from "./errors.js";
 import { emit } from "./events.js";
 import { resolveToken } from "./expiry.js";
 import type { Settings, TokenHttpClient } from "./options.js";
 import { backoffDelay, isTransient, sleep } from "./retry.js";
 import type { StoredToken } from "./store.js";
+import { channelsReady, publishEnd, publishStart } from "./tracing.js";
 
 /** The budget of one acquisition: a monotonic deadline, and a signal that ends it early (budget spent, dispose). */
 export interface AcquireLimits {
@@ -21,28 +23,24 @@ export interface AcquireLimits {
   readonly onRetryAfter: (retryAfterMs: number) => void;
 }
 
-/** Fetches one token, retrying transient failures while the budget allows. */
-export async function acquireToken(client: TokenHttpClient, settings: Settings, limits: AcquireLimits): Promise<StoredToken> {
+/**
+ * Fetches one token, retrying transient failures while the budget allows. Each attempt resolves the
+ * token endpoint first: with an issuer, its metadata is read at the first attempt that needs it.
+ */
+export async function acquireToken(
+  client: TokenHttpClient,
+  settings: Settings,
+  resolveEndpoint: EndpointResolver,
+  limits: AcquireLimits,
+): Promise<StoredToken> {
   const { retry } = settings;
+  await channelsReady();
   for (let attempt = 1; ; attempt += 1) {
-    const sentAt = Date.now();
-    const sentAtMonotonic = monotonicNow();
     let failure: unknown;
     try {
-      const response = await requestToken(client, settings, {
-        timeoutMs: limits.deadline - sentAtMonotonic,
-        signal: limits.signal,
-      });
-      return resolveToken(
-        {
-          accessToken: response.access_token,
-          expiresIn: response.expires_in,
-          refreshIn: response.refresh_in,
-          cacheKey: settings.cacheKey,
-        },
-        sentAt,
-        settings,
-      );
+      const attemptLimits = { timeoutMs: limits.deadline - monotonicNow(), signal: limits.signal };
+      const endpoint = await resolveEndpoint(client, attemptLimits);
+      return await requestOnce(client, settings, endpoint, attempt, limits);
     } catch (error) {
       failure = limits.signal.aborted ? (limits.signal.reason as unknown) : error;
     }
@@ -59,6 +57,51 @@ export async function acquireToken(client: TokenHttpClient, settings: Settings, 
     emit(settings.onEvent, { type: "request_retried", attempt, delayMs, code: (failure as TokenRequestError).code });
     await sleep(delayMs, limits.signal);
   }
+}
+
+/** One token request, published on the tracing channels, and the entry its token is stored as. */
+async function requestOnce(
+  client: TokenHttpClient,
+  settings: Settings,
+  endpoint: TokenEndpoint,
+  attempt: number,
+  limits: AcquireLimits,
+): Promise<StoredToken> {
+  const sentAt = wallNow();
+  const sentAtMonotonic = monotonicNow();
+  const trace = publishStart({ cacheKey: settings.cacheKey, tokenUrl: endpoint.tokenUrl, attempt });
+  let response: Awaited<ReturnType<typeof requestToken>>;
+  try {
+    response = await requestToken(client, settings, endpoint, { timeoutMs: limits.deadline - sentAtMonotonic, signal: limits.signal });
+  } catch (error) {
+    const status = error instanceof TokenRequestError ? error.status : undefined;
+    const code = isTokenRefreshError(error) ? error.code : "ERR_TOKEN_REQUEST";
+    publishEnd(trace, sentAtMonotonic, monotonicNow(), status === undefined ? { code } : { status, code });
+    throw error;
+  }
+  publishEnd(trace, sentAtMonotonic, monotonicNow(), { status: response.status });
+  const scope = response.scope ?? settings.scope;
+  reportNarrowedScope(settings, scope);
+  return resolveToken(
+    {
+      accessToken: response.access_token,
+      expiresIn: response.expires_in,
+      refreshIn: response.refresh_in,
+      cacheKey: settings.cacheKey,
+      scope,
+    },
+    sentAt,
+    settings,
+  );
+}
+
+/** Tells `onEvent` when the server granted less than was asked (RFC 6749 §3.3): else only the API's 403s would show it. */
+function reportNarrowedScope(settings: Settings, granted: string | undefined): void {
+  if (settings.scope === undefined || settings.onEvent === undefined) return;
+  const grantedScopes = granted === undefined ? [] : granted.split(" ").filter(Boolean);
+  const requested = settings.scope.split(" ");
+  const missing = requested.filter((scope) => !grantedScopes.includes(scope));
+  if (missing.length > 0) emit(settings.onEvent, { type: "scope_narrowed", requested, granted: grantedScopes, missing });
 }
 
 /** The error of a call refused because the endpoint asked us to wait `retryAfterMs` more. */

@@ -14,7 +14,12 @@ export type TokenRefreshErrorCode =
   | "ERR_INVALID_TOKEN_RESPONSE"
   | "ERR_TOKEN_ABORTED"
   | "ERR_DISPOSED"
-  | "ERR_ORIGIN_NOT_CONFIGURED";
+  | "ERR_ORIGIN_NOT_CONFIGURED"
+  | "ERR_CLIENT_CREDENTIAL"
+  | DiscoveryErrorCode;
+
+/** Codes of a {@link DiscoveryError}: unusable metadata, an issuer that is not the one configured, a credential the server does not take. */
+export type DiscoveryErrorCode = "ERR_DISCOVERY" | "ERR_ISSUER_MISMATCH" | "ERR_AUTH_METHOD_UNSUPPORTED";
 
 /** Codes of the `TypeError`s thrown for bad options. */
 export type InvalidOptionCode = "ERR_INVALID_ARG_TYPE" | "ERR_INVALID_ARG_VALUE";
@@ -85,6 +90,45 @@ export class TokenRequestError extends TokenRefreshError {
   }
 }
 
+/** Details of a {@link DiscoveryError}. */
+export interface DiscoveryErrorDetails {
+  /** The metadata URL asked last. */
+  metadataUrl?: string | undefined;
+  /** HTTP status of the metadata answer, when there was one. */
+  status?: number | undefined;
+  /** The configured `issuer`. */
+  expectedIssuer?: string | undefined;
+  /** The `issuer` the metadata document states, sanitized. */
+  receivedIssuer?: string | undefined;
+  /** `token_endpoint_auth_methods_supported` of the metadata. */
+  supportedMethods?: readonly string[] | undefined;
+}
+
+/**
+ * Reading the issuer's metadata failed (RFC 8414, OpenID Connect Discovery): the document is missing
+ * or unusable, names another issuer, or lists no client authentication method the credential can use.
+ * No token request was sent. Transport failures of the metadata request are {@link TokenRequestError}s
+ * with the network codes.
+ */
+export class DiscoveryError extends TokenRequestError {
+  /** The metadata URL asked last. */
+  readonly metadataUrl: string | undefined;
+  /** The configured `issuer` (with `ERR_ISSUER_MISMATCH`). */
+  readonly expectedIssuer: string | undefined;
+  /** The `issuer` the document states (with `ERR_ISSUER_MISMATCH`). */
+  readonly receivedIssuer: string | undefined;
+  /** What the server lists in `token_endpoint_auth_methods_supported` (with `ERR_AUTH_METHOD_UNSUPPORTED`). */
+  readonly supportedMethods: readonly string[] | undefined;
+
+  constructor(message: string, code: DiscoveryErrorCode, details: DiscoveryErrorDetails = {}) {
+    super(message, code, { status: details.status });
+    this.metadataUrl = details.metadataUrl;
+    this.expectedIssuer = details.expectedIssuer;
+    this.receivedIssuer = details.receivedIssuer;
+    this.supportedMethods = details.supportedMethods;
+  }
+}
+
 /** The token endpoint answered 2xx with a body that cannot be used; the message names the field. */
 export class InvalidTokenResponseError extends TokenRefreshError {
   /** The response member at fault, e.g. `access_token`. */
@@ -117,6 +161,10 @@ const CODES: ReadonlySet<string> = new Set<TokenRefreshErrorCode>([
   "ERR_TOKEN_ABORTED",
   "ERR_DISPOSED",
   "ERR_ORIGIN_NOT_CONFIGURED",
+  "ERR_CLIENT_CREDENTIAL",
+  "ERR_DISCOVERY",
+  "ERR_ISSUER_MISMATCH",
+  "ERR_AUTH_METHOD_UNSUPPORTED",
 ]);
 
 /**
@@ -127,5 +175,7 @@ export function isTokenRefreshError(error: unknown): error is TokenRefreshError 
   if (error instanceof TokenRefreshError) return true;
   if (!(error instanceof Error)) return false;
   const code = (error as { code?: unknown }).code;
-  return typeof code === "string" && CODES.has(code) && /^(TokenRefresh|TokenRequest|InvalidTokenResponse)Error$/.test(error.name);
+  return (
+    typeof code === "string" && CODES.has(code) && /^(TokenRefresh|TokenRequest|InvalidTokenResponse|Discovery)Error$/.test(error.name)
+  );
 }

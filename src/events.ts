@@ -57,6 +57,19 @@ export type TokenEvent =
       readonly reason: StoreFailureReason;
     }
   | {
+      /**
+       * The token endpoint granted less scope than requested (RFC 6749 §3.3); sent once per token, when
+       * it is fetched. Calls that need a missing scope will get 403 from the API.
+       */
+      readonly type: "scope_narrowed";
+      /** The scopes requested (`scope`). */
+      readonly requested: readonly string[];
+      /** The scopes granted, as the token response's `scope` states them. */
+      readonly granted: readonly string[];
+      /** The requested scopes not granted. */
+      readonly missing: readonly string[];
+    }
+  | {
       /** A resource answered a replay status (401) and the request was replayed once with a new token. */
       readonly type: "unauthorized_replayed";
       /** The status that caused the replay. */

@@ -26,6 +26,8 @@ export interface TokenTiming {
   readonly refreshIn: unknown;
   /** The cache key the entry will be stored under. */
   readonly cacheKey?: string;
+  /** The granted scope, or the requested one when the response did not say. */
+  readonly scope?: string | undefined;
 }
 
 /**
@@ -45,7 +47,8 @@ export function resolveToken(timing: TokenTiming, sentAt: number, policy: Expiry
   const refreshIn = atLeastOneSecond(parseSeconds(timing.refreshIn));
   // Honour Entra's refresh_in, but not so early that a hostile value refreshes on every request.
   if (refreshIn !== undefined) refreshAt = Math.max(sentAt + lifetime / 10, Math.min(refreshAt, sentAt + refreshIn));
-  return { accessToken: timing.accessToken, expiresAt, refreshAt, obtainedAt: sentAt, cacheKey: timing.cacheKey ?? "" };
+  const entry: StoredToken = { accessToken: timing.accessToken, expiresAt, refreshAt, obtainedAt: sentAt, cacheKey: timing.cacheKey ?? "" };
+  return timing.scope === undefined ? entry : { ...entry, scope: timing.scope };
 }
 
 /** Sub-second lifetimes are garbage (5e-324 is a valid JSON number) and would refresh per request. */

@@ -12,10 +12,13 @@ export { InMemoryTokenStore } from "./store.js";
 export type { InMemoryTokenStoreOptions, StoredToken, TokenStore } from "./store.js";
 export { DEFAULTS } from "./options.js";
 export type {
+  ClientAssertionAlgorithm,
   ClientAuthMethod,
+  ClientCertificate,
   ClientCredentialOptions,
   CommonTokenRefreshOptions,
   CommonTokenSourceOptions,
+  PrivateKeyObject,
   RetryOptions,
   TokenEndpointOptions,
   TokenHttpClient,
@@ -24,11 +27,20 @@ export type {
   TokenSourceOptions,
 } from "./options.js";
 export type { NotReplayedReason, StoreFailureReason, StoreOperation, TokenEvent } from "./events.js";
+export { TOKEN_REQUEST_CHANNELS } from "./tracing.js";
+export type { TokenRequestMessage } from "./tracing.js";
 export {
+  DiscoveryError,
   InvalidOptionError,
   InvalidTokenResponseError,
   TokenRefreshError,
   TokenRequestError,
   isTokenRefreshError,
 } from "./errors.js";
-export type { InvalidOptionCode, TokenRefreshErrorCode, TokenRequestErrorDetails } from "./errors.js";
+export type {
+  DiscoveryErrorCode,
+  DiscoveryErrorDetails,
+  InvalidOptionCode,
+  TokenRefreshErrorCode,
+  TokenRequestErrorDetails,
+} from "./errors.js";

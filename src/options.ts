@@ -2,6 +2,7 @@
  * The options, typed where they are declared: each with its default and, for the defaults, why.
  * Validation lives in validate-options.ts; this file has no code that runs.
  */
+import type { AssertionSigner } from "./client-assertion.js";
 import type { TokenEvent } from "./events.js";
 import type { TokenStore } from "./store.js";
 
@@ -15,14 +16,17 @@ export interface TokenHttpClient {
   request(config: TokenHttpRequest): Promise<{ readonly status: number; readonly data: unknown; readonly headers: unknown }>;
 }
 
-/** The config of a token request, as {@link TokenHttpClient.request} receives it. */
+/**
+ * The config of a request {@link TokenHttpClient.request} receives: a token request (`POST` to the
+ * token endpoint), or with `issuer`, the `GET` of the authorization server's metadata.
+ */
 export interface TokenHttpRequest {
-  /** Always `POST`. */
-  method: "POST";
-  /** The token endpoint. */
+  /** `POST` for a token, `GET` for metadata. */
+  method: "POST" | "GET";
+  /** The token endpoint, or the metadata URL. */
   url: string;
-  /** The form body. */
-  data: string;
+  /** The form body of a token request; none for metadata. */
+  data: string | undefined;
   /** Content-Type, Accept, and Authorization (`false`: none, not even one from the defaults). */
   headers: Record<string, string | false>;
   /** Always 0: the token request never follows a redirect. */
@@ -45,8 +49,42 @@ export interface TokenHttpRequest {
   validateStatus: (status: number) => boolean;
 }
 
-/** How the client authenticates at the token endpoint (RFC 6749 §2.3.1). */
+/** How the client sends its secret to the token endpoint (RFC 6749 §2.3.1). */
 export type ClientAuthMethod = "client_secret_post" | "client_secret_basic";
+
+/** The JWS algorithms a {@link ClientCertificate}'s assertion can be signed with. */
+export type ClientAssertionAlgorithm = "RS256" | "PS256" | "ES256";
+
+/**
+ * A private key with which the library signs a fresh client assertion for every token request
+ * (RFC 7523 `private_key_jwt`): Microsoft Entra's certificate credential, or any server that has the
+ * client's public key. The key never appears in an error, an event or the interceptor's rendering.
+ */
+export interface ClientCertificate {
+  /**
+   * The private key: PEM (`BEGIN PRIVATE KEY`, `BEGIN RSA PRIVATE KEY` or `BEGIN EC PRIVATE KEY`, not
+   * encrypted), or a Node.js `KeyObject`. RSA (2048 bits or more) or EC P-256.
+   */
+  privateKey: string | PrivateKeyObject;
+  /**
+   * The certificate of the key, PEM. With it the assertion's header carries the certificate's
+   * thumbprints, `x5t#S256` and `x5t`, which is how Entra finds the key.
+   */
+  certificate?: string;
+  /**
+   * The signing algorithm.
+   * @default "RS256" for an RSA key (what every Entra tenant accepts; PS256 is what Microsoft now recommends), "ES256" for P-256
+   */
+  algorithm?: ClientAssertionAlgorithm;
+}
+
+/** The part of a Node.js `KeyObject` the library uses (typed by shape, so the core entry needs no Node types). */
+export interface PrivateKeyObject {
+  /** `"private"` for a private key. */
+  readonly type: string;
+  /** `KeyObject.export`; called once, with `{ format: "der", type: "pkcs8" }`. */
+  export(options: { format: "der"; type: "pkcs8" }): Uint8Array;
+}
 
 /** Bounds for retrying transient token-endpoint failures (429, 5xx, network errors). */
 export interface RetryOptions {
@@ -72,18 +110,23 @@ export interface RetryOptions {
   maxRetryAfterMs?: number;
 }
 
-/** Where tokens come from: a token endpoint URL, or a Microsoft Entra tenant. Exactly one of the two. */
+/**
+ * Where tokens come from: a token endpoint URL, a Microsoft Entra tenant, or an issuer whose metadata
+ * names the token endpoint. Exactly one of the three.
+ */
 export type TokenEndpointOptions =
   | {
       /** Token endpoint URL (RFC 6749 §3.2). */
       tokenUrl: string;
-      /** Give `tokenUrl` or `tenantId`, not both. */
+      /** Give one of `tokenUrl`, `tenantId` and `issuer`. */
       tenantId?: never;
       /** Goes with `tenantId` only. */
       authorityHost?: never;
+      /** Give one of `tokenUrl`, `tenantId` and `issuer`. */
+      issuer?: never;
     }
   | {
-      /** Give `tokenUrl` or `tenantId`, not both. */
+      /** Give one of `tokenUrl`, `tenantId` and `issuer`. */
       tokenUrl?: never;
       /** Microsoft Entra tenant (id or domain); the token URL becomes `{authorityHost}/{tenantId}/oauth2/v2.0/token`. */
       tenantId: string;
@@ -92,30 +135,60 @@ export type TokenEndpointOptions =
        * @default "https://login.microsoftonline.com"
        */
       authorityHost?: string;
+      /** Give one of `tokenUrl`, `tenantId` and `issuer`. */
+      issuer?: never;
+    }
+  | {
+      /** Give one of `tokenUrl`, `tenantId` and `issuer`. */
+      tokenUrl?: never;
+      /** Give one of `tokenUrl`, `tenantId` and `issuer`. */
+      tenantId?: never;
+      /** Goes with `tenantId` only. */
+      authorityHost?: never;
+      /**
+       * The authorization server's issuer identifier, exactly as its metadata states it (Auth0's ends in
+       * `/`). The token endpoint and the client authentication methods are read once from its metadata
+       * (OpenID Connect Discovery, else RFC 8414), before the first token request.
+       */
+      issuer: string;
     };
 
-/** How the client proves who it is: a client secret, or a client assertion. Exactly one of the two. */
+/** How the client proves who it is: a client secret, a client assertion, or a private key. Exactly one of the three. */
 export type ClientCredentialOptions =
   | {
       /** OAuth 2.0 client secret. */
       clientSecret: string;
-      /** Give `clientSecret` or `clientAssertion`, not both. */
+      /** Give one of `clientSecret`, `clientAssertion` and `clientCertificate`. */
       clientAssertion?: never;
+      /** Give one of `clientSecret`, `clientAssertion` and `clientCertificate`. */
+      clientCertificate?: never;
       /**
        * How the client secret is sent. `client_secret_basic` form-encodes id and secret before base64 (RFC 6749 §2.3.1).
-       * @default "client_secret_post"
+       * @default "client_secret_post"; with `issuer`, post if the server lists it, else basic
        */
       clientAuthMethod?: ClientAuthMethod;
     }
   | {
-      /** Give `clientSecret` or `clientAssertion`, not both. */
+      /** Give one of `clientSecret`, `clientAssertion` and `clientCertificate`. */
       clientSecret?: never;
       /**
        * A function that returns a fresh signed client assertion (RFC 7523), called for every token request;
-       * for certificate credentials or workload identity federation. A fixed string works only with servers
+       * for workload identity federation or a key in an HSM. A fixed string works only with servers
        * that accept an assertion twice: most refuse a replayed `jti`.
        */
       clientAssertion: (() => string | Promise<string>) | string;
+      /** Give one of `clientSecret`, `clientAssertion` and `clientCertificate`. */
+      clientCertificate?: never;
+      /** Applies to `clientSecret` only. */
+      clientAuthMethod?: never;
+    }
+  | {
+      /** Give one of `clientSecret`, `clientAssertion` and `clientCertificate`. */
+      clientSecret?: never;
+      /** Give one of `clientSecret`, `clientAssertion` and `clientCertificate`. */
+      clientAssertion?: never;
+      /** The private key (and certificate) the library signs a fresh client assertion with for every token request. */
+      clientCertificate: ClientCertificate;
       /** Applies to `clientSecret` only. */
       clientAuthMethod?: never;
     };
@@ -203,13 +276,17 @@ export interface CommonTokenRefreshOptions extends CommonTokenSourceOptions {
   replayStatuses?: readonly number[];
 }
 
+/** Where the token endpoint is: given, or read from the issuer's metadata. Internal. */
+export type EndpointSetting = { readonly kind: "url"; readonly tokenUrl: string } | { readonly kind: "issuer"; readonly issuer: string };
+
 /** Validated, fully defaulted options; internal. */
 export interface Settings {
-  readonly tokenUrl: string;
+  readonly endpoint: EndpointSetting;
   readonly clientId: string;
-  readonly credential:
-    | { readonly kind: "secret"; readonly secret: string; readonly method: ClientAuthMethod }
-    | { readonly kind: "assertion"; readonly assertion: () => string | Promise<string>; readonly fixed: boolean };
+  readonly credential: /** `method` undefined: the default, or with an issuer, what its metadata lists. */
+    | { readonly kind: "secret"; readonly secret: string; readonly method: ClientAuthMethod | undefined }
+    | { readonly kind: "assertion"; readonly assertion: () => string | Promise<string>; readonly fixed: boolean }
+    | { readonly kind: "certificate"; readonly signer: AssertionSigner };
   readonly scope: string | undefined;
   readonly extraParams: Readonly<Record<string, string>>;
   readonly store: TokenStore;

@@ -389,13 +389,7 @@ class RedisStore implements RedisTokenStore {
     const ttlMs = Math.floor(token.expiresAt - Date.now());
     if (ttlMs <= 0) return true; // already expired: nothing worth sharing, nothing newer to read back
     const redisKey = await this.#key("token", key);
-    const entry: StoredToken = {
-      accessToken: token.accessToken,
-      expiresAt: token.expiresAt,
-      refreshAt: token.refreshAt,
-      obtainedAt: token.obtainedAt,
-      cacheKey: token.cacheKey,
-    };
+    const entry = copyToken(token);
     const raw = await this.#encrypt(redisKey, entry);
     const fence = String(fenceTime(entry.obtainedAt));
     const aheadLimit = String(Math.floor(Date.now() + MAX_FENCE_AHEAD_MS));
@@ -600,17 +594,19 @@ class RedisStore implements RedisTokenStore {
       );
       const value: unknown = JSON.parse(new TextDecoder().decode(plain));
       if (!isStoredToken(value) || String(fenceTime(value.obtainedAt)) !== match[1]) return undefined;
-      return {
-        accessToken: value.accessToken,
-        expiresAt: value.expiresAt,
-        refreshAt: value.refreshAt,
-        obtainedAt: value.obtainedAt,
-        cacheKey: value.cacheKey,
-      };
+      return copyToken(value);
     } catch {
       return undefined;
     }
   }
+}
+
+/** The fields of a token entry and nothing else (what a caller's object or a decrypted one may carry besides). */
+function copyToken(token: StoredToken): StoredToken {
+  const { accessToken, expiresAt, refreshAt, obtainedAt, cacheKey, scope } = token;
+  return scope === undefined
+    ? { accessToken, expiresAt, refreshAt, obtainedAt, cacheKey }
+    : { accessToken, expiresAt, refreshAt, obtainedAt, cacheKey, scope };
 }
 
 /** obtainedAt as the whole, non-negative milliseconds the Lua scripts compare. */

@@ -19,6 +19,8 @@ export interface StoredToken {
    * for another; an entry whose `cacheKey` is not the key asked for is a miss. Stores must keep it.
    */
   readonly cacheKey: string;
+  /** The scope granted with the token (the requested one when the server did not say); stores should keep it. */
+  readonly scope?: string;
 }
 
 /**
@@ -140,6 +142,7 @@ export function isStoredToken(value: unknown): value is StoredToken {
     Number.isFinite(token.refreshAt) &&
     Number.isFinite(token.obtainedAt) &&
     (token.obtainedAt as number) < (token.expiresAt as number) &&
-    typeof token.cacheKey === "string"
+    typeof token.cacheKey === "string" &&
+    (token.scope === undefined || typeof token.scope === "string")
   );
 }

@@ -5,6 +5,7 @@
  */
 import axios from "axios";
 import { acquireToken } from "./acquire-token.js";
+import { endpointResolver } from "./discovery.js";
 import { InvalidOptionError } from "./errors.js";
 import type { Settings, TokenHttpClient, TokenRefreshOptions, TokenSourceOptions } from "./options.js";
 import { TokenCache, type GetTokenOptions, type TokenFetcher } from "./token-cache.js";
@@ -22,6 +23,11 @@ export interface AccessToken {
   readonly expiresAt: number;
   /** From when it is refreshed in the background. */
   readonly refreshAt: number;
+  /**
+   * The scope granted, space-separated (RFC 6749 §5.1): the token response's `scope`, else the
+   * requested one; absent when none was requested and none stated.
+   */
+  readonly scope?: string;
 }
 
 /** Gets, caches, refreshes and invalidates one client's tokens; see {@link createTokenSource}. */
@@ -61,9 +67,10 @@ export function createCachedSource(options: TokenRefreshOptions): { cache: Token
 /** The token request through the user's axios instance, or one made when the first token is needed. */
 function tokenFetcher(settings: Settings): TokenFetcher {
   let client: TokenHttpClient | undefined = settings.httpClient;
+  const resolveEndpoint = endpointResolver(settings);
   return (limits) => {
     client ??= axios.create();
-    return acquireToken(client, settings, limits);
+    return acquireToken(client, settings, resolveEndpoint, limits);
   };
 }
 
@@ -71,7 +78,14 @@ function sourceOver(cache: TokenCache, settings: Settings): TokenSource {
   return {
     getToken: async (options) => {
       const entry = await cache.tokenEntry(options?.signal, options?.forceRefresh);
-      return { accessToken: entry.accessToken, tokenType: "Bearer", expiresAt: entry.expiresAt, refreshAt: entry.refreshAt };
+      const token: AccessToken = {
+        accessToken: entry.accessToken,
+        tokenType: "Bearer",
+        expiresAt: entry.expiresAt,
+        refreshAt: entry.refreshAt,
+      };
+      const scope = entry.scope ?? settings.scope;
+      return scope === undefined ? token : { ...token, scope };
     },
     getAccessToken: (options) => Promise.resolve(cache.token(options?.signal, options?.forceRefresh)),
     invalidate: async (rejectedToken) => {

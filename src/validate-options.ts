@@ -2,6 +2,7 @@
  * Turning what the user passed into validated {@link Settings}: every option checked once, at
  * construction, with an error that names the option and says what it must be.
  */
+import { createAssertionSigner } from "./client-assertion.js";
 import { InvalidOptionError } from "./errors.js";
 import {
   DEFAULTS,
@@ -20,9 +21,11 @@ const OPTION_NAMES = [
   "tokenUrl",
   "tenantId",
   "authorityHost",
+  "issuer",
   "clientId",
   "clientSecret",
   "clientAssertion",
+  "clientCertificate",
   "clientAuthMethod",
   "scope",
   "extraParams",
@@ -71,17 +74,17 @@ export function normalizeOptions(options: TokenRefreshOptions | TokenSourceOptio
   const own = (key: OptionName): unknown => (Object.hasOwn(raw, key) ? raw[key] : undefined);
 
   const allowInsecureHttp = optionalBoolean("allowInsecureHttp", own("allowInsecureHttp")) ?? false;
-  const tokenUrl = resolveTokenUrl(own("tokenUrl"), own("tenantId"), own("authorityHost"), allowInsecureHttp);
+  const endpoint = resolveEndpoint(own("tokenUrl"), own("tenantId"), own("authorityHost"), own("issuer"), allowInsecureHttp);
   const clientId = requiredString("clientId", own("clientId"));
   const scope = normalizeScope(own("scope"));
   const extraParams = normalizeExtraParams(own("extraParams"));
-  const credential = normalizeCredential(own("clientSecret"), own("clientAssertion"), own("clientAuthMethod"));
+  const credential = normalizeCredential(own("clientSecret"), own("clientAssertion"), own("clientCertificate"), own("clientAuthMethod"));
 
   const store = own("store") ?? new InMemoryTokenStore();
   if (!isTokenStore(store)) {
     throw new InvalidOptionError('"store" must have get, set and delete methods', "ERR_INVALID_ARG_TYPE");
   }
-  const cacheKey = optionalString("cacheKey", own("cacheKey")) ?? defaultCacheKey(tokenUrl, clientId, scope, extraParams, credential);
+  const cacheKey = optionalString("cacheKey", own("cacheKey")) ?? defaultCacheKey(endpoint, clientId, scope, extraParams, credential);
 
   const httpClient = own("httpClient");
   if (httpClient !== undefined && typeof (httpClient as { request?: unknown }).request !== "function") {
@@ -97,7 +100,7 @@ export function normalizeOptions(options: TokenRefreshOptions | TokenSourceOptio
     retry !== undefined && Object.hasOwn(retry, key) ? (retry as Record<string, unknown>)[key] : undefined;
 
   return {
-    tokenUrl,
+    endpoint,
     clientId,
     credential,
     scope,
@@ -122,29 +125,50 @@ export function normalizeOptions(options: TokenRefreshOptions | TokenSourceOptio
   };
 }
 
-function resolveTokenUrl(tokenUrl: unknown, tenantId: unknown, authorityHost: unknown, allowInsecureHttp: boolean): string {
-  if ((tokenUrl === undefined) === (tenantId === undefined)) {
-    throw new InvalidOptionError('exactly one of "tokenUrl" and "tenantId" must be given');
+function resolveEndpoint(
+  tokenUrl: unknown,
+  tenantId: unknown,
+  authorityHost: unknown,
+  issuer: unknown,
+  allowInsecureHttp: boolean,
+): Settings["endpoint"] {
+  const given = [tokenUrl, tenantId, issuer].filter((value) => value !== undefined).length;
+  if (given !== 1) {
+    throw new InvalidOptionError(`exactly one of "tokenUrl", "tenantId" and "issuer" must be given (got ${given === 0 ? "none" : given})`);
+  }
+  if (authorityHost !== undefined && tenantId === undefined) {
+    throw new InvalidOptionError('"authorityHost" goes with "tenantId" only');
   }
   if (tokenUrl !== undefined) {
-    return parseSecureUrl("tokenUrl", requiredString("tokenUrl", tokenUrl), allowInsecureHttp).href;
+    return { kind: "url", tokenUrl: parseSecureUrl("tokenUrl", requiredString("tokenUrl", tokenUrl), allowInsecureHttp).href };
+  }
+  if (issuer !== undefined) {
+    const value = requiredString("issuer", issuer);
+    const url = parseSecureUrl("issuer", value, allowInsecureHttp);
+    // RFC 8414 §2: an issuer has no query or fragment. It is kept as given: the metadata must state it identically.
+    if (url.search !== "" || value.includes("?")) throw new InvalidOptionError('"issuer" must not have a query');
+    return { kind: "issuer", issuer: value };
   }
   const tenant = requiredString("tenantId", tenantId);
   if (!/^[A-Za-z0-9.-]+$/.test(tenant)) {
     throw new InvalidOptionError('"tenantId" must be a tenant id or domain name (letters, digits, "." and "-")');
   }
   const host = parseSecureUrl("authorityHost", optionalString("authorityHost", authorityHost) ?? DEFAULTS.authorityHost, allowInsecureHttp);
-  return new URL(`${tenant}/oauth2/v2.0/token`, host.href.endsWith("/") ? host.href : `${host.href}/`).href;
+  return { kind: "url", tokenUrl: new URL(`${tenant}/oauth2/v2.0/token`, host.href.endsWith("/") ? host.href : `${host.href}/`).href };
 }
 
-function normalizeCredential(secret: unknown, assertion: unknown, method: unknown): Settings["credential"] {
-  if ((secret === undefined) === (assertion === undefined)) {
-    throw new InvalidOptionError('exactly one of "clientSecret" and "clientAssertion" must be given');
+function normalizeCredential(secret: unknown, assertion: unknown, certificate: unknown, method: unknown): Settings["credential"] {
+  const given = [secret, assertion, certificate].filter((value) => value !== undefined).length;
+  if (given !== 1) {
+    throw new InvalidOptionError(
+      `exactly one of "clientSecret", "clientAssertion" and "clientCertificate" must be given (got ${given === 0 ? "none" : given})`,
+    );
   }
+  if (secret === undefined && method !== undefined) {
+    throw new InvalidOptionError('"clientAuthMethod" applies to "clientSecret" only');
+  }
+  if (certificate !== undefined) return { kind: "certificate", signer: createAssertionSigner(certificate) };
   if (assertion !== undefined) {
-    if (method !== undefined) {
-      throw new InvalidOptionError('"clientAuthMethod" applies to "clientSecret" only');
-    }
     if (typeof assertion === "function") {
       return { kind: "assertion", assertion: assertion as () => string | Promise<string>, fixed: false };
     }
@@ -154,11 +178,7 @@ function normalizeCredential(secret: unknown, assertion: unknown, method: unknow
   if (method !== undefined && method !== "client_secret_post" && method !== "client_secret_basic") {
     throw new InvalidOptionError('"clientAuthMethod" must be "client_secret_post" or "client_secret_basic"');
   }
-  return {
-    kind: "secret",
-    secret: requiredString("clientSecret", secret),
-    method: (method as ClientAuthMethod | undefined) ?? DEFAULTS.clientAuthMethod,
-  };
+  return { kind: "secret", secret: requiredString("clientSecret", secret), method: method as ClientAuthMethod | undefined };
 }
 
 function normalizeScope(value: unknown): string | undefined {
@@ -226,7 +246,7 @@ function normalizeStatuses(value: unknown): ReadonlySet<number> {
  * is 32 bits of FNV-1a, far too short to confirm a guess of the secret with.
  */
 function defaultCacheKey(
-  tokenUrl: string,
+  endpoint: Settings["endpoint"],
   clientId: string,
   scope: string | undefined,
   extraParams: Readonly<Record<string, string>>,
@@ -236,14 +256,15 @@ function defaultCacheKey(
   const params = Object.keys(extraParams)
     .sort()
     .map((key) => [key, extraParams[key]]);
-  const parts: unknown[] = [tokenUrl, clientId, scopes, params];
-  if (credential.kind === "secret") parts.push(`secret:${fnv1a32(credential.secret)}`);
+  const parts: unknown[] = [endpoint.kind === "url" ? endpoint.tokenUrl : `issuer:${endpoint.issuer}`, clientId, scopes, params];
+  if (credential.kind === "secret") parts.push(`secret:${fnv1a32(new TextEncoder().encode(credential.secret))}`);
+  if (credential.kind === "certificate") parts.push(`key:${fnv1a32(credential.signer.identity)}`);
   return `axios-token-refresh:${JSON.stringify(parts)}`;
 }
 
-function fnv1a32(text: string): string {
+function fnv1a32(bytes: Uint8Array): string {
   let hash = 0x811c9dc5;
-  for (const byte of new TextEncoder().encode(text)) {
+  for (const byte of bytes) {
     hash ^= byte;
     hash = Math.imul(hash, 0x01000193) >>> 0;
   }

@@ -9,10 +9,18 @@ describe("options are validated at construction", () => {
   it.each([
     [{ ...base, clientId: "" }, '"clientId" must be a non-empty string', "ERR_INVALID_ARG_VALUE"],
     [{ ...base, clientId: 42 }, '"clientId" must be a non-empty string', "ERR_INVALID_ARG_TYPE"],
-    [{ ...base, clientSecret: undefined }, 'exactly one of "clientSecret" and "clientAssertion" must be given', "ERR_INVALID_ARG_VALUE"],
-    [{ ...base, clientAssertion: "a" }, 'exactly one of "clientSecret" and "clientAssertion" must be given', "ERR_INVALID_ARG_VALUE"],
-    [{ ...base, tenantId: "t" }, 'exactly one of "tokenUrl" and "tenantId" must be given', "ERR_INVALID_ARG_VALUE"],
-    [{ clientId: "c", clientSecret: "s" }, 'exactly one of "tokenUrl" and "tenantId" must be given', "ERR_INVALID_ARG_VALUE"],
+    [
+      { ...base, clientSecret: undefined },
+      'exactly one of "clientSecret", "clientAssertion" and "clientCertificate" must be given',
+      "ERR_INVALID_ARG_VALUE",
+    ],
+    [
+      { ...base, clientAssertion: "a" },
+      'exactly one of "clientSecret", "clientAssertion" and "clientCertificate" must be given',
+      "ERR_INVALID_ARG_VALUE",
+    ],
+    [{ ...base, tenantId: "t" }, 'exactly one of "tokenUrl", "tenantId" and "issuer" must be given', "ERR_INVALID_ARG_VALUE"],
+    [{ clientId: "c", clientSecret: "s" }, 'exactly one of "tokenUrl", "tenantId" and "issuer" must be given', "ERR_INVALID_ARG_VALUE"],
     [{ ...base, tokenUrl: "not a url" }, '"tokenUrl" must be an absolute URL', "ERR_INVALID_ARG_VALUE"],
     [{ ...base, tokenUrl: "http://idp.example.com/token" }, '"tokenUrl" must use https: outside loopback hosts', "ERR_INVALID_ARG_VALUE"],
     [{ ...base, tokenUrl: "https://idp.example.com/token#frag" }, '"tokenUrl" must not contain a fragment', "ERR_INVALID_ARG_VALUE"],
@@ -37,7 +45,7 @@ describe("options are validated at construction", () => {
     [{ ...base, replayStatuses: [500] }, '"replayStatuses" must be an array of 4xx status codes', "ERR_INVALID_ARG_VALUE"],
     [
       { ...base, tenantId: undefined, tokenUrl: undefined, authorityHost: "x" },
-      'exactly one of "tokenUrl" and "tenantId"',
+      'exactly one of "tokenUrl", "tenantId" and "issuer"',
       "ERR_INVALID_ARG_VALUE",
     ],
     [{ ...base, scopes: ["a"] }, 'unknown option "scopes"; did you mean "scope"?', "ERR_INVALID_ARG_VALUE"],

@@ -14,9 +14,11 @@ const names = (module) =>
     .sort();
 const expected = [
   "DEFAULTS",
+  "DiscoveryError",
   "InMemoryTokenStore",
   "InvalidOptionError",
   "InvalidTokenResponseError",
+  "TOKEN_REQUEST_CHANNELS",
   "TokenRefreshError",
   "TokenRequestError",
   "createTokenRefreshInterceptor",
