@@ -117,18 +117,19 @@ async function buildRequest(settings: Settings, endpoint: TokenEndpoint): Promis
 }
 
 /**
- * The client authentication method of one token request: a secret's configured method, else the
- * default (post), else with metadata post if listed and basic otherwise. A credential that the
- * server's list does not allow is an error before anything is sent.
+ * The client authentication method of one token request: a secret's configured method; else with
+ * metadata, post if listed and basic otherwise (also when nothing is listed: RFC 8414's default);
+ * else post. A credential that the server's list does not allow is an error before anything is sent.
  */
 function authMethodFor(credential: Settings["credential"], endpoint: TokenEndpoint): string {
   const listed = endpoint.authMethods;
   let method: string;
   let acceptable: readonly string[];
   if (credential.kind === "secret") {
+    const fallback = endpoint.discovered ? "client_secret_basic" : DEFAULTS.clientAuthMethod; // RFC 8414 §2: unlisted means basic
     method =
       credential.method ??
-      (listed === undefined || listed.includes("client_secret_post") ? DEFAULTS.clientAuthMethod : "client_secret_basic");
+      (listed === undefined ? fallback : listed.includes("client_secret_post") ? "client_secret_post" : "client_secret_basic");
     acceptable = [method];
   } else {
     method = "private_key_jwt";

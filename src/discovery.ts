@@ -131,8 +131,7 @@ function readDocument(data: unknown, url: string, status: number, issuer: string
     throw unusable(error instanceof InvalidOptionError ? error.message : '"token_endpoint" is not a URL');
   }
   const methods = fields.token_endpoint_auth_methods_supported;
-  // RFC 8414 §2: omitted means client_secret_basic only; a malformed list is read as omitted.
-  const authMethods =
-    Array.isArray(methods) && methods.every((method) => typeof method === "string") ? (methods as string[]) : ["client_secret_basic"];
+  // A malformed list is read as none. None listed restricts nothing: RFC 8414 §2's default (basic) picks the secret's method only.
+  const authMethods = Array.isArray(methods) && methods.every((method) => typeof method === "string") ? (methods as string[]) : undefined;
   return { tokenUrl, authMethods, discovered: true };
 }

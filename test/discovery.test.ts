@@ -3,7 +3,9 @@
  * that serves one or both well-known forms. Counted at the server: metadata requests, token requests,
  * and what the client authenticated with. The same against oidc-provider: e2e-discovery.test.ts.
  */
+import { readFileSync } from "node:fs";
 import axios from "axios";
+import { decodeJwt } from "jose";
 import { describe, expect, it, onTestFinished } from "vitest";
 import { createTokenRefreshInterceptor, createTokenSource, DiscoveryError, TokenRequestError, type TokenEvent } from "../src/index.js";
 import { metadataUrls } from "../src/discovery.js";
@@ -281,6 +283,17 @@ describe("the client authentication method, from token_endpoint_auth_methods_sup
     expect((error as Error).message).toContain("client_secret_basic, private_key_jwt");
     expect(as.tokenRequests).toHaveLength(0);
     expectNoSecrets(error, SECRET);
+  });
+
+  it("signs an assertion for a server whose metadata lists no methods at all (nothing listed restricts nothing)", async () => {
+    const as = await startAuthorizationServer();
+    const privateKey = readFileSync(new URL("./fixtures/certs/ec-key.pem", import.meta.url), "utf8");
+    const source = createTokenSource({ issuer: as.issuer, clientId: "svc", clientCertificate: { privateKey } });
+    onTestFinished(() => source.dispose());
+    await source.getToken();
+    const form = new URLSearchParams(as.tokenRequests[0]?.body);
+    expect(form.get("client_assertion_type")).toBe("urn:ietf:params:oauth:client-assertion-type:jwt-bearer");
+    expect(decodeJwt(form.get("client_assertion") ?? "").aud).toBe(`${as.issuer}/token`);
   });
 
   it("refuses a client assertion at a server that lists no JWT method", async () => {

@@ -87,7 +87,7 @@ const basicCredentials = (clientId: string, secret: string) => {
 };
 
 describe("client authentication at oidc-provider", () => {
-  // The provider holds each client to its registered method, so a token here also proves the method.
+  // oidc-provider takes either secret method from any secret client, so the method is proven by what was sent, not by the token.
   it.each([
     ["client_secret_basic", () => idp.clients.basic],
     ["client_secret_post", () => idp.clients.post],
@@ -103,6 +103,9 @@ describe("client authentication at oidc-provider", () => {
 
       expect(outcomes(results)).toEqual(Array.from({ length: 20 }, () => 200));
       expect(idp.count - before).toBe(1);
+      const sent = idp.tokenRequests.at(-1);
+      expect(sent?.authorization).toBe(method === "client_secret_basic" ? "Basic" : undefined);
+      expect(sent?.fields.includes("client_secret")).toBe(method === "client_secret_post");
       expect(rs.requests.map((request) => request.format)).toEqual(Array.from({ length: 20 }, () => "jwt"));
       expect(new Set(rs.authorizations).size).toBe(1);
       expect(rs.unauthorized).toBe(0);

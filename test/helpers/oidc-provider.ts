@@ -3,8 +3,11 @@
  * tests, and a loopback resource server that checks the tokens it issues.
  *
  * What oidc-provider does, read from its source (9.13.x), that shapes this file:
- * - It enforces each client's registered token_endpoint_auth_method: a basic client that sends its
- *   secret in the body, or the reverse, gets invalid_client. A token therefore proves the method.
+ * - It does not tell the two secret methods apart (lib/shared/client_auth.js): a client registered
+ *   for client_secret_basic may send its secret in the body, and a client_secret_post one in a Basic
+ *   header, and both get tokens. Only a `clientAuthMethods` without client_secret_post makes a
+ *   body secret count for nothing (client_secret is then not a parameter it reads): invalid_client.
+ *   A token therefore does not prove how the secret was sent; `tokenRequests` records that.
  * - It keeps every private_key_jwt assertion's jti until the assertion expires and refuses a second
  *   use with invalid_client ("client assertion tokens must only be used once").
  * - With resource indicators, a client-credentials request takes exactly one `resource`; the token's
@@ -15,17 +18,82 @@
  *   JWT is revoked the way a JWT deployment does it: `revoke()` still asks the provider (and reports
  *   its answer), then puts the token's jti on a denylist that the resource server consults after
  *   the signature, issuer, audience and expiry checks pass.
+ * - Its routes are relative to a mount path: `provider.urlFor()` takes that path from the issuer's
+ *   pathname, but inside a request `ctx.oidc.urlFor()` (discovery's endpoints, the audiences a client
+ *   assertion may name) takes it from the part of `req.originalUrl` before `req.url`. So a path issuer
+ *   on a bare node server means stripping the prefix from `req.url` and keeping the full one in
+ *   `req.originalUrl` (lib/helpers/oidc_context.js, urlFor).
+ * - It serves both well-known documents itself, but relative to the mount path:
+ *   `{issuer}/.well-known/openid-configuration` (right for OpenID Connect Discovery) and
+ *   `{issuer}/.well-known/oauth-authorization-server`, which for a path issuer is not where RFC 8414
+ *   §3.1 puts it (`/.well-known/oauth-authorization-server{issuer path}`). This file serves the
+ *   RFC 8414 location by handing the provider its own route under the issuer's mount path, and
+ *   answers 404 at the appended one.
+ * - `token_endpoint_auth_methods_supported` is its `clientAuthMethods` option as given. A static
+ *   client is validated at its first use, not at start-up, so a client whose method is not listed
+ *   would fail late; such clients are left unregistered.
+ * - A private_key_jwt client's keys are picked by kty, crv and alg (and kid if the header has one);
+ *   an `x5c` in the registered JWK is accepted and not checked against anything. The assertion's
+ *   `aud` may be the issuer, the token endpoint URL or the URL of the endpoint it is sent to. The
+ *   `assertJwtClientAuthClaimsAndHeader` hook runs after the signature check and before the jti
+ *   replay check, so it would also see refused replays; the assertions are recorded instead by a
+ *   middleware, with the status the provider answered.
+ * - Scope in client_credentials narrows silently, never refuses for a scope it does not know
+ *   (lib/actions/grants/client_credentials.js, lib/shared/check_resource.js): with a resource
+ *   indicator the granted scope is the requested one filtered to the resource server's `scope`;
+ *   without one, filtered to the provider's own `scopes` (openid, offline_access). Nothing left
+ *   means a 200 with no `scope` member, which RFC 6749 §5.1 lets a client read as "as requested".
+ *   A client's registered `scope` refuses (invalid_scope) rather than narrows, and only for the
+ *   provider's own scopes. Here JWT_RESOURCE and OPAQUE_RESOURCE grant RESOURCE_SCOPE only.
  */
-import { randomUUID } from "node:crypto";
+import { createPublicKey, randomUUID, X509Certificate } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { createRemoteJWKSet, decodeJwt, decodeProtectedHeader, exportJWK, generateKeyPair, jwtVerify, SignJWT, type JWK } from "jose";
-import Provider, { errors, type ClientMetadata, type ResourceServer } from "oidc-provider";
+import {
+  createRemoteJWKSet,
+  decodeJwt,
+  decodeProtectedHeader,
+  exportJWK,
+  generateKeyPair,
+  jwtVerify,
+  SignJWT,
+  type JWK,
+  type JWTPayload,
+  type ProtectedHeaderParameters,
+} from "jose";
+import Provider, {
+  errors,
+  type ClientAuthMethod as ProviderClientAuthMethod,
+  type ClientMetadata,
+  type KoaContextWithOIDC,
+  type ResourceServer,
+} from "oidc-provider";
 import { onTestFinished } from "vitest";
 
 export const JWT_RESOURCE = "https://api.test/jwt";
 export const OPAQUE_RESOURCE = "https://api.test/opaque";
+/** The only scope the two resource servers grant; any other requested scope is dropped from the token. */
 export const RESOURCE_SCOPE = "api:read";
+
+const fixture = (name: string) => readFileSync(new URL(`../fixtures/certs/${name}`, import.meta.url), "utf8");
+
+/** The test-only keys and certificate in test/fixtures/certs (see its README). */
+export const CERTS = {
+  /** RSA 2048, PKCS#8 (`BEGIN PRIVATE KEY`). */
+  rsaKey: fixture("rsa-key.pem"),
+  /** The same RSA key, PKCS#1 (`BEGIN RSA PRIVATE KEY`). */
+  rsaKeyPkcs1: fixture("rsa-key.pkcs1.pem"),
+  /** Self-signed certificate of the RSA key, CN=axios-token-refresh test. */
+  rsaCert: fixture("rsa-cert.pem"),
+  /** P-256, PKCS#8. */
+  ecKey: fixture("ec-key.pem"),
+  /** The same P-256 key, SEC1 (`BEGIN EC PRIVATE KEY`). */
+  ecKeySec1: fixture("ec-key.sec1.pem"),
+} as const;
+
+/** Where a well-known metadata document is served: OpenID Connect Discovery 1.0 §4, or RFC 8414 §3.1. */
+export type WellKnownForm = "oidc" | "rfc8414";
 
 /** A client that authenticates with a shared secret. */
 export interface SecretClient {
@@ -41,6 +109,19 @@ export interface KeyClient {
   readonly kid: string;
 }
 
+/** A private_key_jwt client whose key is a fixture PEM; the library signs its assertions from `privateKey`. */
+export interface CertificateClient {
+  readonly clientId: string;
+  /** The alg registered as its token_endpoint_auth_signing_alg: any other is refused. */
+  readonly alg: "ES256" | "RS256" | "PS256";
+  /** PKCS#8 PEM. */
+  readonly privateKey: string;
+  /** The same key as PKCS#1 (RSA) or SEC1 (EC) PEM. */
+  readonly traditionalPrivateKey: string;
+  /** The certificate whose DER is the registered JWK's `x5c`, when there is one. */
+  readonly certificate: string | undefined;
+}
+
 /** The discovery members the tests use. */
 export interface Discovery {
   readonly issuer: string;
@@ -48,6 +129,54 @@ export interface Discovery {
   readonly introspection_endpoint: string;
   readonly revocation_endpoint: string;
   readonly jwks_uri: string;
+  readonly token_endpoint_auth_methods_supported: readonly string[];
+  readonly token_endpoint_auth_signing_alg_values_supported?: readonly string[];
+}
+
+/** Runtime switches for the well-known documents; tests set them between requests. */
+export interface MetadataSwitches {
+  /** The forms served; a request for another gets 404. */
+  forms: readonly WellKnownForm[];
+  /** While true, every metadata request gets 503. */
+  down: boolean;
+  /** This many of the next metadata requests get 503 (counted down as they come). */
+  failNext: number;
+  /** Members merged into the served document, e.g. `{ issuer: "https://elsewhere" }`; an undefined value removes the member. */
+  patch: Record<string, unknown>;
+}
+
+/** A request for a path with `/.well-known/` in it, as answered. */
+export interface MetadataRequest {
+  /** `other` is any path that is neither form's location for this issuer. */
+  readonly form: WellKnownForm | "other";
+  readonly path: string;
+  readonly status: number;
+}
+
+/** A POST to the token endpoint, as answered. Field names only: no value but the scopes is kept. */
+export interface TokenEndpointRequest {
+  /** The authenticated client, else the body's client_id. */
+  readonly clientId: string | undefined;
+  /** The Authorization header's scheme (`Basic`), if there was one. */
+  readonly authorization: string | undefined;
+  /** Names of the form fields, sorted. */
+  readonly fields: readonly string[];
+  readonly requestedScope: string | undefined;
+  readonly status: number;
+  /** The response's `error`, for a refusal. */
+  readonly error: string | undefined;
+  /** The response's `scope`, for a token. */
+  readonly grantedScope: string | undefined;
+}
+
+/** A client_assertion that reached the token endpoint, decoded (not verified: the provider did that). */
+export interface CapturedAssertion {
+  readonly clientId: string | undefined;
+  readonly header: ProtectedHeaderParameters;
+  readonly claims: JWTPayload;
+  /** What the provider answered the request carrying it. */
+  readonly status: number;
+  readonly error: string | undefined;
 }
 
 /** What `revoke()` did: the provider's answer, and whether the token went on the resource server's denylist (JWTs). */
@@ -59,16 +188,33 @@ export interface Revocation {
 
 export interface OidcTestBed {
   readonly issuer: string;
+  /** The OpenID Connect discovery document as served at start-up (no switches applied). */
   readonly discovery: Discovery;
   readonly clients: {
     readonly basic: SecretClient;
     readonly post: SecretClient;
     readonly privateKeyJwt: KeyClient;
+    /** private_key_jwt, ES256, the P-256 fixture key, no certificate. */
+    readonly certEs256: CertificateClient;
+    /** private_key_jwt, RS256, the RSA fixture key; its JWK carries the certificate as `x5c`. */
+    readonly certRs256: CertificateClient;
+    /** As certRs256, registered for PS256. */
+    readonly certPs256: CertificateClient;
     /** Allowed to call the introspection endpoint for any client's token; has no grant of its own. */
     readonly resourceServer: SecretClient;
   };
   /** POST requests that reached the token endpoint, whatever the provider answered. */
   readonly count: number;
+  /** The same requests with what was sent and answered, in order. */
+  readonly tokenRequests: readonly TokenEndpointRequest[];
+  /** Every client_assertion sent to the token endpoint, in order. */
+  readonly assertions: readonly CapturedAssertion[];
+  /** Requests for well-known documents after start-up, in order. */
+  readonly metadataRequests: readonly MetadataRequest[];
+  /** Where each form is served for this issuer. */
+  readonly metadataUrls: Readonly<Record<WellKnownForm, string>>;
+  /** Mutable: which documents are served, outages, changed members. */
+  readonly metadata: MetadataSwitches;
   /** Asks the provider to revoke `token` as the client it was issued to (RFC 7009); see the file comment for JWTs. */
   revoke(token: string): Promise<Revocation>;
   /** RFC 7662 introspection as the resource-server client. */
@@ -81,6 +227,16 @@ export interface OidcTestBed {
 export interface OidcTestBedOptions {
   /** Lifetime of access tokens, in seconds (oidc-provider wants a positive integer). */
   accessTokenTtlSeconds?: number;
+  /** Path of the issuer, e.g. `/realms/main`, with no trailing slash; the provider is mounted under it. Default: the bare origin. */
+  issuerPath?: string;
+  /** The well-known forms served at first; `metadata.forms` changes it later. @default ["oidc", "rfc8414"] */
+  wellKnown?: readonly WellKnownForm[];
+  /**
+   * oidc-provider's `clientAuthMethods`, which discovery lists as token_endpoint_auth_methods_supported;
+   * clients registered with a method not in it are not registered.
+   * @default oidc-provider's own: client_secret_basic, client_secret_jwt, client_secret_post, private_key_jwt, none
+   */
+  clientAuthMethods?: readonly ProviderClientAuthMethod[];
 }
 
 /** One request as the resource server judged it. */
@@ -105,29 +261,66 @@ export interface OidcResourceServer {
 /** Starts oidc-provider on 127.0.0.1 with an OS-picked port; the caller closes it. */
 export async function startOidcProvider(options: OidcTestBedOptions = {}): Promise<OidcTestBed> {
   const ttl = options.accessTokenTtlSeconds ?? 60;
+  const issuerPath = options.issuerPath ?? "";
+  if (issuerPath !== "" && !/^(\/[\w.~-]+)+$/.test(issuerPath))
+    throw new Error(`issuerPath ${issuerPath}: /segment/segment, no trailing slash`);
   let handler: (req: IncomingMessage, res: ServerResponse) => void = (_req, res) => {
     res.writeHead(503).end();
   };
   const server = createServer((req, res) => handler(req, res));
   server.keepAliveTimeout = 500;
   const port = await listen(server);
-  const issuer = `http://127.0.0.1:${port}`;
+  const origin = `http://127.0.0.1:${port}`;
+  const issuer = `${origin}${issuerPath}`;
 
   const signing = await generateKeyPair("RS256", { extractable: true });
   const providerKey: JWK = { ...(await exportJWK(signing.privateKey)), kid: "provider-rs256", alg: "RS256", use: "sig" };
   const assertionKeys = await generateKeyPair("ES256", { extractable: true });
   const assertionKid = "client-es256";
   const assertionPublic: JWK = { ...(await exportJWK(assertionKeys.publicKey)), kid: assertionKid, alg: "ES256", use: "sig" };
+  const rsaCert = new X509Certificate(CERTS.rsaCert);
+  const ecPublic = createPublicKey(CERTS.ecKey).export({ format: "jwk" }) as JWK;
+  const rsaPublic = rsaCert.publicKey.export({ format: "jwk" }) as JWK;
+  const x5c = [rsaCert.raw.toString("base64")];
 
   // Secrets may hold only %x20-7E (RFC 6749 Appendix A; the provider refuses others); these need form-encoding in Basic.
   const clients = {
     basic: { clientId: "basic-client", clientSecret: `basic ${randomUUID()} +/=%&:~` },
     post: { clientId: "post-client", clientSecret: `post ${randomUUID()} +/=%&:~` },
     privateKeyJwt: { clientId: "jwt-client", privateKey: assertionKeys.privateKey, alg: "ES256", kid: assertionKid },
+    certEs256: {
+      clientId: "cert-es256-client",
+      alg: "ES256",
+      privateKey: CERTS.ecKey,
+      traditionalPrivateKey: CERTS.ecKeySec1,
+      certificate: undefined,
+    },
+    certRs256: {
+      clientId: "cert-rs256-client",
+      alg: "RS256",
+      privateKey: CERTS.rsaKey,
+      traditionalPrivateKey: CERTS.rsaKeyPkcs1,
+      certificate: CERTS.rsaCert,
+    },
+    certPs256: {
+      clientId: "cert-ps256-client",
+      alg: "PS256",
+      privateKey: CERTS.rsaKey,
+      traditionalPrivateKey: CERTS.rsaKeyPkcs1,
+      certificate: CERTS.rsaCert,
+    },
     resourceServer: { clientId: "resource-server", clientSecret: `rs-${randomUUID()}` },
   } as const satisfies OidcTestBed["clients"];
   const machine = { grant_types: ["client_credentials"], response_types: [], redirect_uris: [] } satisfies Partial<ClientMetadata>;
-  const registered: ClientMetadata[] = [
+  // No kid on these keys: the library's assertions carry none, and the provider then picks by kty, crv and alg.
+  const certificateClient = (client: CertificateClient, key: JWK): ClientMetadata => ({
+    ...machine,
+    client_id: client.clientId,
+    token_endpoint_auth_method: "private_key_jwt",
+    token_endpoint_auth_signing_alg: client.alg,
+    jwks: { keys: [{ ...key, alg: client.alg, use: "sig" }] },
+  });
+  const allClients: ClientMetadata[] = [
     {
       ...machine,
       client_id: clients.basic.clientId,
@@ -147,6 +340,9 @@ export async function startOidcProvider(options: OidcTestBedOptions = {}): Promi
       token_endpoint_auth_signing_alg: "ES256",
       jwks: { keys: [assertionPublic] },
     },
+    certificateClient(clients.certEs256, ecPublic),
+    certificateClient(clients.certRs256, { ...rsaPublic, x5c }),
+    certificateClient(clients.certPs256, { ...rsaPublic, x5c }),
     {
       client_id: clients.resourceServer.clientId,
       client_secret: clients.resourceServer.clientSecret,
@@ -156,6 +352,10 @@ export async function startOidcProvider(options: OidcTestBedOptions = {}): Promi
       redirect_uris: [],
     },
   ];
+  const methods = options.clientAuthMethods === undefined ? undefined : new Set<string>(options.clientAuthMethods);
+  const registered = allClients.filter(
+    (client) => methods === undefined || methods.has(String(client.token_endpoint_auth_method ?? "client_secret_basic")),
+  );
 
   const resources: Record<string, ResourceServer> = {
     [JWT_RESOURCE]: {
@@ -172,6 +372,7 @@ export async function startOidcProvider(options: OidcTestBedOptions = {}): Promi
   const provider = new Provider(issuer, {
     clients: registered,
     jwks: { keys: [providerKey] },
+    ...(options.clientAuthMethods === undefined ? {} : { clientAuthMethods: options.clientAuthMethods }),
     features: {
       devInteractions: { enabled: false },
       clientCredentials: { enabled: true },
@@ -195,17 +396,115 @@ export async function startOidcProvider(options: OidcTestBedOptions = {}): Promi
     ttl: { ClientCredentials: (_ctx, token) => token.resourceServer?.accessTokenTTL ?? ttl },
   });
 
-  let count = 0;
-  const tokenPath = new URL(provider.urlFor("token")).pathname;
-  provider.use(async (ctx, next) => {
-    if (ctx.method === "POST" && ctx.path === tokenPath) count += 1;
-    await next();
-  });
-  handler = provider.callback();
+  const metadata: MetadataSwitches = { forms: options.wellKnown ?? ["oidc", "rfc8414"], down: false, failNext: 0, patch: {} };
+  const metadataRequests: MetadataRequest[] = [];
+  const tokenRequests: TokenEndpointRequest[] = [];
+  const assertions: CapturedAssertion[] = [];
+  /** Metadata requests handed to the provider, for its middleware to fill in the status. */
+  const forwarded = new WeakMap<IncomingMessage, { form: WellKnownForm; path: string }>();
 
-  const discovery = (await (
-    await fetch(`${issuer}/.well-known/openid-configuration`, { signal: AbortSignal.timeout(5_000) })
-  ).json()) as Discovery;
+  // Inside the provider, routes have no mount path (ctx.path is "/token"); see the file comment.
+  const tokenRoute = provider.pathFor("token", { mountPath: "" });
+  let count = 0;
+  provider.use(async (koa, next) => {
+    const ctx = koa as KoaContextWithOIDC;
+    const isToken = ctx.method === "POST" && ctx.path === tokenRoute;
+    if (isToken) count += 1;
+    await next();
+    const route = forwarded.get(ctx.req);
+    if (route !== undefined) {
+      if (ctx.status === 200 && isObject(ctx.body)) ctx.body = { ...ctx.body, ...metadata.patch };
+      metadataRequests.push({ ...route, status: ctx.status });
+    }
+    if (!isToken) return;
+    // ctx.oidc exists once a route of the provider ran (its getter is defined by the route's first middleware).
+    const oidc = "oidc" in ctx ? ctx.oidc : undefined;
+    const form = oidc?.body ?? {};
+    const answer = isObject(ctx.body) ? ctx.body : {};
+    const clientId = oidc?.client?.clientId ?? stringOrUndefined(form.client_id);
+    const error = stringOrUndefined(answer.error);
+    tokenRequests.push({
+      clientId,
+      authorization: ctx.headers.authorization?.split(" ")[0],
+      fields: Object.keys(form).sort(),
+      requestedScope: stringOrUndefined(form.scope),
+      status: ctx.status,
+      error,
+      grantedScope: stringOrUndefined(answer.scope),
+    });
+    if (typeof form.client_assertion === "string") {
+      try {
+        const header = decodeProtectedHeader(form.client_assertion);
+        const claims = decodeJwt(form.client_assertion);
+        assertions.push({ clientId, header, claims, status: ctx.status, error });
+      } catch {
+        // Not a JWT: the provider refused it, and there is nothing to decode.
+      }
+    }
+  });
+  const callback = provider.callback();
+
+  const metadataUrls: Record<WellKnownForm, string> = {
+    oidc: `${issuer}/.well-known/openid-configuration`,
+    rfc8414: `${origin}/.well-known/oauth-authorization-server${issuerPath}`,
+  };
+  const locations = new Map<string, WellKnownForm>([
+    [new URL(metadataUrls.oidc).pathname, "oidc"],
+    [new URL(metadataUrls.rfc8414).pathname, "rfc8414"],
+  ]);
+  /** The provider's own route for each form, relative to its mount path. */
+  const providerRoutes: Record<WellKnownForm, string> = {
+    oidc: "/.well-known/openid-configuration",
+    rfc8414: "/.well-known/oauth-authorization-server",
+  };
+  let booting = true;
+
+  const send = (res: ServerResponse, status: number, body: unknown) => {
+    res.writeHead(status, { "Content-Type": "application/json", "Cache-Control": "no-store" }).end(JSON.stringify(body));
+  };
+  /** Hands the request to the provider as `inner` (a path relative to the mount path, with query). */
+  const forward = (req: IncomingMessage, res: ServerResponse, inner: string) => {
+    if (issuerPath !== "") Object.assign(req, { originalUrl: `${issuerPath}${inner}` });
+    req.url = inner;
+    callback(req, res);
+  };
+  handler = (req, res) => {
+    const raw = req.url ?? "/";
+    const queryAt = raw.indexOf("?");
+    const path = queryAt === -1 ? raw : raw.slice(0, queryAt);
+    const query = queryAt === -1 ? "" : raw.slice(queryAt);
+    if (path.includes("/.well-known/")) {
+      const form = locations.get(path);
+      if (booting && form !== undefined) {
+        forward(req, res, `${providerRoutes[form]}${query}`);
+        return;
+      }
+      const answer = (status: number) => {
+        metadataRequests.push({ form: form ?? "other", path, status });
+        send(res, status, status === 404 ? { error: "not_found" } : { error: "temporarily_unavailable" });
+      };
+      if (form === undefined) return answer(404);
+      if (metadata.down) return answer(503);
+      if (metadata.failNext > 0) {
+        metadata.failNext -= 1;
+        return answer(503);
+      }
+      if (!metadata.forms.includes(form)) return answer(404);
+      forwarded.set(req, { form, path });
+      forward(req, res, `${providerRoutes[form]}${query}`);
+      return;
+    }
+    if (issuerPath === "") {
+      callback(req, res);
+    } else if (path === issuerPath || path.startsWith(`${issuerPath}/`)) {
+      forward(req, res, raw.slice(issuerPath.length) || "/");
+    } else {
+      send(res, 404, { error: "not_found" });
+    }
+  };
+
+  const discovery = (await (await fetch(metadataUrls.oidc, { signal: AbortSignal.timeout(5_000) })).json()) as Discovery;
+  booting = false;
   const jwks = createRemoteJWKSet(new URL(discovery.jwks_uri));
   const denylist = new Set<string>();
   const resourceServers = new Set<OidcResourceServer>();
@@ -327,6 +626,11 @@ export async function startOidcProvider(options: OidcTestBedOptions = {}): Promi
     get count() {
       return count;
     },
+    tokenRequests,
+    assertions,
+    metadataRequests,
+    metadataUrls,
+    metadata,
     revoke,
     introspect,
     startResourceServer,
@@ -357,6 +661,14 @@ function isJwt(token: string): boolean {
   } catch {
     return false;
   }
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value) && !Buffer.isBuffer(value);
+}
+
+function stringOrUndefined(value: unknown): string | undefined {
+  return typeof value === "string" ? value : undefined;
 }
 
 function audienceIncludes(aud: unknown, expected: string): boolean {
