@@ -19,6 +19,7 @@ import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
 import axios from "axios";
 import { coldBurst, settings as coldBurstSettings } from "./cold-burst.js";
+import { credentials, settings as credentialSettings } from "./credentials.js";
 import { fleet } from "./fleet.js";
 import { hotPath, settings as hotPathSettings } from "./hot-path.js";
 import { manyInterceptors, settings as manySettings } from "./many-interceptors.js";
@@ -40,6 +41,7 @@ const BENCHMARKS: { name: string; ids: string[]; run: (setup: Setup) => Promise<
   { name: "memory", ids: ["6"], run: memory },
   { name: "fleet", ids: ["7"], run: fleet },
   { name: "100 interceptors", ids: ["8"], run: manyInterceptors },
+  { name: "certificate and issuer", ids: ["9"], run: credentials },
 ];
 const SETTINGS = {
   ROUNDS,
@@ -51,6 +53,7 @@ const SETTINGS = {
   ...refreshSettings,
   ...memorySettings,
   ...manySettings,
+  ...credentialSettings,
 };
 
 async function main(): Promise<void> {

@@ -2,6 +2,8 @@
 // the built package, under import and require, does its main job against loopback servers.
 // Plain Node (no test runner), since test runners need newer Node than the library does.
 import assert from "node:assert/strict";
+import { generateKeyPairSync, verify } from "node:crypto";
+import diagnosticsChannel from "node:diagnostics_channel";
 import { createServer } from "node:http";
 import { createRequire } from "node:module";
 
@@ -56,6 +58,53 @@ async function exercise(label, library, axios) {
   api.server.close();
 }
 
+// Issuer discovery, a certificate credential signed with this Node's WebCrypto, and the tracing
+// channels (on Node before 20.16 they are loaded by a dynamic import, not process.getBuiltinModule).
+async function exerciseIssuerAndCertificate(label, library) {
+  const { privateKey, publicKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
+  const published = [];
+  const onStart = (message) => published.push(["start", { ...message }]);
+  const onEnd = (message) => published.push(["end", { ...message }]);
+  diagnosticsChannel.subscribe(library.TOKEN_REQUEST_CHANNELS.start, onStart);
+  diagnosticsChannel.subscribe(library.TOKEN_REQUEST_CHANNELS.end, onEnd);
+  const seen = [];
+  const idp = await listen((req, res, body) => {
+    seen.push(req.url);
+    res.writeHead(200, { "Content-Type": "application/json" });
+    if (req.url === "/realm/.well-known/openid-configuration") {
+      res.end(JSON.stringify({ issuer: `${idp.origin}/realm`, token_endpoint: `${idp.origin}/realm/token` }));
+      return;
+    }
+    const [header, claims, signature] = new URLSearchParams(body).get("client_assertion").split(".");
+    const valid = verify("sha256", Buffer.from(`${header}.${claims}`), { key: publicKey, dsaEncoding: "ieee-p1363" }, Buffer.from(signature, "base64url"));
+    res.end(JSON.stringify(valid ? { access_token: "cert-token", token_type: "Bearer", expires_in: 3600 } : { error: "invalid_client" }));
+  });
+  const source = library.createTokenSource({
+    issuer: `${idp.origin}/realm`,
+    clientId: "c",
+    clientCertificate: { privateKey: privateKey.export({ format: "pem", type: "pkcs8" }) },
+  });
+  const token = await source.getToken();
+  assert.equal(token.accessToken, "cert-token", `${label}: a token for a verified ES256 assertion`);
+  assert.deepEqual(seen, ["/realm/.well-known/openid-configuration", "/realm/token"], `${label}: metadata, then the token`);
+  assert.deepEqual(
+    published.map(([name, message]) => [name, message.tokenUrl, message.status]),
+    [
+      ["start", `${idp.origin}/realm/token`, undefined],
+      ["end", `${idp.origin}/realm/token`, 200],
+    ],
+    `${label}: the token request on the tracing channels`,
+  );
+  diagnosticsChannel.unsubscribe(library.TOKEN_REQUEST_CHANNELS.start, onStart);
+  diagnosticsChannel.unsubscribe(library.TOKEN_REQUEST_CHANNELS.end, onEnd);
+  source.dispose();
+  idp.server.close();
+}
+
 await exercise("import", await import("axios-token-refresh"), (await import("axios")).default);
 await exercise("require", require("axios-token-refresh"), require("axios"));
-console.log(`floor smoke on node ${process.version}: burst, 401 replay and redaction under import and require`);
+await exerciseIssuerAndCertificate("import", await import("axios-token-refresh"));
+await exerciseIssuerAndCertificate("require", require("axios-token-refresh"));
+console.log(
+  `floor smoke on node ${process.version}: burst, 401 replay and redaction; issuer discovery, a certificate assertion and the tracing channels; under import and require`,
+);
