@@ -145,4 +145,3 @@ async function startMetadataServer(tokenUrl: string) {
       }),
   };
 }
-

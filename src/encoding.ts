@@ -33,6 +33,13 @@ export function base64ToBytes(text: string): Uint8Array<ArrayBuffer> | undefined
   return bytes;
 }
 
+/** The bytes of unpadded base64url; undefined when it is not base64url. */
+export function base64urlToBytes(text: string): Uint8Array<ArrayBuffer> | undefined {
+  if (!/^[A-Za-z0-9_-]*$/.test(text)) return undefined;
+  if (text === "") return new Uint8Array(0);
+  return base64ToBytes(text.replace(/-/g, "+").replace(/_/g, "/"));
+}
+
 function bytesToBase64(bytes: Uint8Array): string {
   let binary = "";
   // In chunks: String.fromCharCode with a whole certificate as arguments could exceed the call stack.

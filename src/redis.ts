@@ -23,39 +23,24 @@
  * - Neither ioredis nor redis is imported: the client is passed in and recognised by its methods.
  */
 import { InvalidOptionError } from "./errors.js";
-import { duration } from "./validate-options.js";
+import {
+  ACQUIRE_LOCK,
+  adaptClient,
+  COMPARE_AND_DELETE,
+  COMPARE_AND_EXTEND,
+  DELETE_IF_CURRENT,
+  type RedisClientLike,
+  type RedisCommands,
+  SET_IF_NOT_OLDER,
+  SET_THROTTLE,
+} from "./redis/commands.js";
+import { copyToken, encryptionSecret, fenceTime, randomId, Sealer } from "./redis/sealing.js";
 import { unrefTimer } from "./retry.js";
-import { isStoredToken, type StoredToken, type TokenStore } from "./store.js";
+import type { StoredToken, TokenStore } from "./store.js";
+import { base64url } from "./encoding.js";
+import { duration } from "./validate-options.js";
 
-/** The methods of an ioredis v5 client (`new Redis()` or `new Cluster()`) this store calls. */
-export interface IoRedisClientLike {
-  /** `GET key`. */
-  get(key: string): Promise<string | null>;
-  /** `DEL key`. */
-  del(key: string): Promise<number>;
-  /** `EVAL script numkeys key… arg…`. */
-  eval(script: string, numKeys: number, ...keysAndArgs: string[]): Promise<unknown>;
-  /** Present on ioredis clients only; used to tell the two client libraries apart. */
-  defineCommand: unknown;
-}
-
-/**
- * The methods of a node-redis client (`createClient()` or `createCluster()`; v5, and v4 has the same
- * methods) this store calls.
- */
-export interface NodeRedisClientLike {
-  /** `GET key`. */
-  get(key: string): Promise<unknown>;
-  /** `DEL key`. */
-  del(key: string): Promise<unknown>;
-  /** `EVAL script numkeys key… arg…`. */
-  eval(script: string, options: { keys: string[]; arguments: string[] }): Promise<unknown>;
-  /** node-redis's upper-case command alias; used to tell the two client libraries apart. */
-  EVAL: unknown;
-}
-
-/** A connected ioredis or node-redis client, single node or cluster; the store never connects, quits or configures it. */
-export type RedisClientLike = IoRedisClientLike | NodeRedisClientLike;
+export type { IoRedisClientLike, NodeRedisClientLike, RedisClientLike } from "./redis/commands.js";
 
 /** A store operation, as reported to `onError`. */
 export type RedisStoreOperation =
@@ -187,124 +172,6 @@ export function createRedisTokenStore(options: RedisTokenStoreOptions): RedisTok
   });
 }
 
-/** The three commands the store needs, whichever client library sends them; every write is a script. */
-interface RedisCommands {
-  get(key: string): Promise<string | undefined>;
-  del(key: string): Promise<void>;
-  /** EVAL with one key; returns the script's reply. A cluster client routes it by that key. */
-  evalOnKey(script: string, key: string, args: string[]): Promise<unknown>;
-}
-
-// Each script touches one key; the keys of one cache key share a hash tag, so they live on one
-// cluster slot and a script reading two of them would work there too.
-
-// Both lock scripts act only if the lock still holds our id: a holder whose lock expired and was
-// taken by another process must neither release nor prolong the new holder's lock.
-const COMPARE_AND_DELETE = `if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) else return 0 end`;
-const COMPARE_AND_EXTEND = `if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("PEXPIRE", KEYS[1], ARGV[2]) else return 0 end`;
-
-// ARGV: lock id, its TTL, the longest TTL a holder ever sets. A lock without expiry (a SET without
-// PX by a script, a failover) or with more left than any holder sets would make every cold cache
-// wait for the waiters' own give-up; cut to the longest TTL, it frees within one TTL unless its
-// holder is alive and renews it. Returns 1 when acquired, -1 when it cut a lock, 0 otherwise.
-const ACQUIRE_LOCK = `
-if redis.call("SET", KEYS[1], ARGV[1], "NX", "PX", ARGV[2]) then return 1 end
-local ttl = redis.call("PTTL", KEYS[1])
-if ttl == -1 or ttl > tonumber(ARGV[3]) then
-  redis.call("PEXPIRE", KEYS[1], ARGV[3])
-  return -1
-end
-return 0`;
-
-// ARGV: value, its obtainedAt, its TTL, the writer's clock plus the skew it tolerates. The write is
-// refused only if Redis holds one of our values obtained later: a holder paused past its lock must
-// not replace the token another replica stored meanwhile. A stored obtainedAt far ahead of the
-// writer's clock is a broken clock or a forged value, and no reason to keep a fleet from writing.
-const SET_IF_NOT_OLDER = `
-local current = redis.call("GET", KEYS[1])
-if current then
-  local stored = tonumber(string.match(current, "^v2%.(%d+)%."))
-  if stored and stored > tonumber(ARGV[2]) and stored <= tonumber(ARGV[4]) then return 0 end
-end
-redis.call("SET", KEYS[1], ARGV[1], "PX", ARGV[3])
-return 1`;
-
-// ARGV: the HMAC of the access token. The value holds that HMAC next to the ciphertext, as the
-// ciphertext itself differs on every write (random IV) and Lua has no key to decrypt it.
-const DELETE_IF_CURRENT = `
-local current = redis.call("GET", KEYS[1])
-if current and string.match(current, "^v2%.%d+%.([%w_%-]+)%.") == ARGV[1] then return redis.call("DEL", KEYS[1]) end
-return 0`;
-
-// ARGV: value, its until, its TTL. A later until wins, so two replicas throttled at once keep the longer wait.
-const SET_THROTTLE = `
-local current = redis.call("GET", KEYS[1])
-if current then
-  local stored = tonumber(string.match(current, "^(%d+)%."))
-  if stored and stored >= tonumber(ARGV[2]) then return 0 end
-end
-redis.call("SET", KEYS[1], ARGV[1], "PX", ARGV[3])
-return 1`;
-
-function adaptClient(client: unknown): RedisCommands {
-  if (client === null || typeof client !== "object") {
-    throw new InvalidOptionError('"client" must be an ioredis or node-redis client', "ERR_INVALID_ARG_TYPE");
-  }
-  const methods = client as Record<string, unknown>;
-  const hasCommands = ["get", "del", "eval"].every((name) => typeof methods[name] === "function");
-  // ioredis (Redis and Cluster) has defineCommand; node-redis (client and cluster) has upper-case
-  // aliases (GET, EVAL) of every command.
-  if (hasCommands && typeof methods.defineCommand === "function") {
-    const io = client as IoRedisClientLike;
-    return {
-      get: async (key) => text(await io.get(key)),
-      del: async (key) => {
-        await io.del(key);
-      },
-      evalOnKey: (script, key, args) => io.eval(script, 1, key, ...args),
-    };
-  }
-  if (hasCommands && typeof methods.EVAL === "function") {
-    const node = client as NodeRedisClientLike;
-    return {
-      get: async (key) => text(await node.get(key)),
-      del: async (key) => {
-        await node.del(key);
-      },
-      evalOnKey: (script, key, args) => node.eval(script, { keys: [key], arguments: args }),
-    };
-  }
-  throw new InvalidOptionError('"client" must be an ioredis or node-redis client', "ERR_INVALID_ARG_TYPE");
-}
-
-/** A GET reply as text; clients configured to return buffers give bytes. */
-function text(reply: unknown): string | undefined {
-  if (typeof reply === "string") return reply;
-  if (reply instanceof Uint8Array) return new TextDecoder().decode(reply);
-  return undefined;
-}
-
-const MIN_SECRET_BYTES = 16;
-
-function encryptionSecret(encryptionKey: unknown, clientSecret: unknown): Uint8Array<ArrayBuffer> {
-  if ((encryptionKey === undefined) === (clientSecret === undefined)) {
-    throw new InvalidOptionError('exactly one of "encryptionKey" and "clientSecret" must be given');
-  }
-  const name = encryptionKey !== undefined ? "encryptionKey" : "clientSecret";
-  const value = encryptionKey ?? clientSecret;
-  let bytes: Uint8Array<ArrayBuffer>;
-  if (typeof value === "string") bytes = new TextEncoder().encode(value);
-  else if (value instanceof Uint8Array && name === "encryptionKey") bytes = Uint8Array.from(value);
-  else {
-    const expected = name === "encryptionKey" ? "a string or a Uint8Array" : "a string";
-    throw new InvalidOptionError(`"${name}" must be ${expected}`, "ERR_INVALID_ARG_TYPE");
-  }
-  if (bytes.byteLength < MIN_SECRET_BYTES) {
-    throw new InvalidOptionError(`"${name}" must be at least ${MIN_SECRET_BYTES} bytes`);
-  }
-  return bytes;
-}
-
 interface StoreConfig {
   readonly commands: RedisCommands;
   readonly keyPrefix: string;
@@ -314,32 +181,6 @@ interface StoreConfig {
   readonly onError: ((error: Error, operation: RedisStoreOperation) => void) | undefined;
 }
 
-/** What the secret yields; none of it can be turned back into the secret. */
-interface DerivedKeys {
-  /** AES-256-GCM, not extractable. */
-  readonly aes: CryptoKey;
-  /** HMAC-SHA-256, not extractable: tags Lua can compare without learning the token. */
-  readonly mac: CryptoKey;
-  /** Names this secret's keys in Redis. */
-  readonly fingerprint: string;
-}
-
-/**
- * A token value: `v2.<obtainedAt>.<tag>.<base64url(iv ‖ ciphertext ‖ GCM tag)>`. The header is in
- * clear for the Lua scripts (obtainedAt to fence writes, tag to compare-and-delete) and is part of
- * the associated data, so changing it makes the value not decrypt.
- */
-const VALUE = /^v2\.(\d{1,16})\.([A-Za-z0-9_-]{22})\.([A-Za-z0-9_-]+)$/;
-/** A throttle value: `<untilMs>.<tag>`; the tag keeps whoever can write to Redis without the secret from stalling the fleet. */
-const THROTTLE = /^(\d{1,16})\.([A-Za-z0-9_-]{22})$/;
-const IV_BYTES = 12; // the GCM standard nonce size (NIST SP 800-38D)
-const TAG_BYTES = 16;
-const MAC_BYTES = 16; // 128 bits: unforgeable, and short enough to keep next to every value
-const FINGERPRINT_BYTES = 9; // 72 bits, 12 characters: two secrets of one deployment never collide
-const HKDF_SALT = new TextEncoder().encode("axios-token-refresh/redis");
-const HKDF_INFO = new TextEncoder().encode("token store: AES-256-GCM v1");
-const HKDF_INFO_MAC = new TextEncoder().encode("token store: HMAC-SHA-256 v2");
-const HKDF_INFO_FINGERPRINT = new TextEncoder().encode("token store: key fingerprint v2");
 /** How far ahead of a writer's clock a stored obtainedAt may be and still fence its write. */
 const MAX_FENCE_AHEAD_MS = 60_000;
 const MAX_MEMO = 100;
@@ -348,8 +189,7 @@ const noop = (): void => {};
 
 class RedisStore implements RedisTokenStore {
   readonly #config: StoreConfig;
-  /** The secret it came from is not kept. */
-  readonly #keys: Promise<DerivedKeys>;
+  readonly #sealer: Sealer;
   /** `{<fingerprint>.<id>}` per cache key. */
   readonly #tags = new Map<string, Promise<string>>();
   /**
@@ -364,8 +204,7 @@ class RedisStore implements RedisTokenStore {
 
   constructor(secret: Uint8Array<ArrayBuffer>, config: StoreConfig) {
     this.#config = config;
-    this.#keys = deriveKeys(secret);
-    this.#keys.catch(noop); // surfaces, as a failed command, in the first call
+    this.#sealer = new Sealer(secret);
   }
 
   async get(key: string): Promise<StoredToken | undefined> {
@@ -377,7 +216,7 @@ class RedisStore implements RedisTokenStore {
     }
     const known = this.#memo.get(redisKey);
     if (known?.raw === raw) return known.token;
-    const token = await this.#decrypt(redisKey, raw);
+    const token = await this.#sealer.open(redisKey, raw);
     this.#remember(redisKey, raw, token);
     if (token === undefined) {
       this.#report(new Error("a stored token could not be decrypted or read; treated as a miss"), "get");
@@ -390,7 +229,7 @@ class RedisStore implements RedisTokenStore {
     if (ttlMs <= 0) return true; // already expired: nothing worth sharing, nothing newer to read back
     const redisKey = await this.#key("token", key);
     const entry = copyToken(token);
-    const raw = await this.#encrypt(redisKey, entry);
+    const raw = await this.#sealer.seal(redisKey, entry);
     const fence = String(fenceTime(entry.obtainedAt));
     const aheadLimit = String(Math.floor(Date.now() + MAX_FENCE_AHEAD_MS));
     const written = await this.#run("set", () =>
@@ -409,7 +248,7 @@ class RedisStore implements RedisTokenStore {
 
   async deleteIfCurrent(key: string, accessToken: string): Promise<boolean> {
     const redisKey = await this.#key("token", key);
-    const tag = await this.#mac(redisKey, accessToken);
+    const tag = await this.#sealer.mac(redisKey, accessToken);
     const deleted = await this.#run("deleteIfCurrent", () => this.#config.commands.evalOnKey(DELETE_IF_CURRENT, redisKey, [tag]));
     if (Number(deleted) !== 1) return false;
     this.#memo.delete(redisKey);
@@ -448,18 +287,15 @@ class RedisStore implements RedisTokenStore {
     const ttlMs = until - Date.now();
     if (ttlMs <= 0) return;
     const throttleKey = await this.#key("throttle", key);
-    const value = `${until}.${await this.#mac(throttleKey, String(until))}`;
+    const value = await this.#sealer.throttleValue(throttleKey, until);
     await this.#run("setThrottle", () => this.#config.commands.evalOnKey(SET_THROTTLE, throttleKey, [value, String(until), String(ttlMs)]));
   }
 
   async getThrottle(key: string): Promise<number | undefined> {
     const throttleKey = await this.#key("throttle", key);
     const raw = await this.#run("getThrottle", () => this.#config.commands.get(throttleKey));
-    const match = raw === undefined ? null : THROTTLE.exec(raw);
-    if (match === null) return undefined;
-    const until = Number(match[1]);
-    if (!sameText(match[2] as string, await this.#mac(throttleKey, String(until)))) return undefined;
-    return until > Date.now() ? until : undefined;
+    const until = await this.#sealer.readThrottle(throttleKey, raw);
+    return until !== undefined && until > Date.now() ? until : undefined;
   }
 
   /**
@@ -547,112 +383,16 @@ class RedisStore implements RedisTokenStore {
     if (tag === undefined) {
       if (this.#tags.size >= MAX_MEMO) this.#tags.clear();
       const hash = crypto.subtle.digest("SHA-256", new TextEncoder().encode(cacheKey));
-      tag = Promise.all([this.#keys, hash]).then(([keys, id]) => `{${keys.fingerprint}.${base64url(new Uint8Array(id))}}`);
+      tag = Promise.all([this.#sealer.fingerprint(), hash]).then(
+        ([fingerprint, id]) => `{${fingerprint}.${base64url(new Uint8Array(id))}}`,
+      );
       this.#tags.set(cacheKey, tag);
     }
     return `${this.#config.keyPrefix}${await tag}:${kind}`;
-  }
-
-  /** base64url HMAC of `data` under the derived MAC key, bound to the Redis key it is stored under. */
-  async #mac(redisKey: string, data: string): Promise<string> {
-    const { mac } = await this.#keys;
-    const signature = await crypto.subtle.sign("HMAC", mac, new TextEncoder().encode(`${redisKey}\n${data}`));
-    return base64url(new Uint8Array(signature, 0, MAC_BYTES));
   }
 
   #remember(redisKey: string, raw: string, token: StoredToken | undefined): void {
     if (this.#memo.size >= MAX_MEMO && !this.#memo.has(redisKey)) this.#memo.clear();
     this.#memo.set(redisKey, { raw, token });
   }
-
-  async #encrypt(redisKey: string, token: StoredToken): Promise<string> {
-    const header = `v2.${fenceTime(token.obtainedAt)}.${await this.#mac(redisKey, token.accessToken)}.`;
-    const iv = crypto.getRandomValues(new Uint8Array(IV_BYTES));
-    const sealed = await crypto.subtle.encrypt(
-      { name: "AES-GCM", iv, additionalData: associatedData(redisKey, header) },
-      (await this.#keys).aes,
-      new TextEncoder().encode(JSON.stringify(token)),
-    );
-    const out = new Uint8Array(IV_BYTES + sealed.byteLength);
-    out.set(iv);
-    out.set(new Uint8Array(sealed), IV_BYTES);
-    return header + base64url(out);
-  }
-
-  /** The token in `raw`, or undefined for anything that does not decrypt, parse and validate. */
-  async #decrypt(redisKey: string, raw: string): Promise<StoredToken | undefined> {
-    try {
-      const match = VALUE.exec(raw);
-      if (match === null) return undefined;
-      const bytes = fromBase64url(match[3] as string);
-      if (bytes === undefined || bytes.byteLength < IV_BYTES + TAG_BYTES) return undefined;
-      const header = raw.slice(0, raw.length - (match[3] as string).length);
-      const plain = await crypto.subtle.decrypt(
-        { name: "AES-GCM", iv: bytes.subarray(0, IV_BYTES), additionalData: associatedData(redisKey, header) },
-        (await this.#keys).aes,
-        bytes.subarray(IV_BYTES),
-      );
-      const value: unknown = JSON.parse(new TextDecoder().decode(plain));
-      if (!isStoredToken(value) || String(fenceTime(value.obtainedAt)) !== match[1]) return undefined;
-      return copyToken(value);
-    } catch {
-      return undefined;
-    }
-  }
-}
-
-/** The fields of a token entry and nothing else (what a caller's object or a decrypted one may carry besides). */
-function copyToken(token: StoredToken): StoredToken {
-  const { accessToken, expiresAt, refreshAt, obtainedAt, cacheKey, scope } = token;
-  return scope === undefined
-    ? { accessToken, expiresAt, refreshAt, obtainedAt, cacheKey }
-    : { accessToken, expiresAt, refreshAt, obtainedAt, cacheKey, scope };
-}
-
-/** obtainedAt as the whole, non-negative milliseconds the Lua scripts compare. */
-function fenceTime(obtainedAt: number): number {
-  return Math.max(0, Math.floor(obtainedAt));
-}
-
-function associatedData(redisKey: string, header: string): Uint8Array<ArrayBuffer> {
-  return new TextEncoder().encode(`${redisKey}\n${header}`);
-}
-
-/** Compares two tags without stopping at the first difference. */
-function sameText(a: string, b: string): boolean {
-  if (a.length !== b.length) return false;
-  let difference = 0;
-  for (let i = 0; i < a.length; i += 1) difference |= a.charCodeAt(i) ^ b.charCodeAt(i);
-  return difference === 0;
-}
-
-/** The AES-256-GCM and HMAC keys, derived with HKDF-SHA-256 (RFC 5869) and not extractable, and the key fingerprint. */
-async function deriveKeys(secret: Uint8Array<ArrayBuffer>): Promise<DerivedKeys> {
-  const base = await crypto.subtle.importKey("raw", secret, "HKDF", false, ["deriveKey", "deriveBits"]);
-  secret.fill(0); // our own copy: the imported key is all that is needed from here on
-  const hkdf = (info: Uint8Array<ArrayBuffer>): HkdfParams => ({ name: "HKDF", hash: "SHA-256", salt: HKDF_SALT, info });
-  const [aes, mac, fingerprint] = await Promise.all([
-    crypto.subtle.deriveKey(hkdf(HKDF_INFO), base, { name: "AES-GCM", length: 256 }, false, ["encrypt", "decrypt"]),
-    crypto.subtle.deriveKey(hkdf(HKDF_INFO_MAC), base, { name: "HMAC", hash: "SHA-256", length: 256 }, false, ["sign"]),
-    crypto.subtle.deriveBits(hkdf(HKDF_INFO_FINGERPRINT), base, FINGERPRINT_BYTES * 8),
-  ]);
-  return { aes, mac, fingerprint: base64url(new Uint8Array(fingerprint)) };
-}
-
-function randomId(): string {
-  return base64url(crypto.getRandomValues(new Uint8Array(16)));
-}
-
-function base64url(bytes: Uint8Array): string {
-  let binary = "";
-  for (const byte of bytes) binary += String.fromCharCode(byte);
-  return btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
-}
-
-function fromBase64url(value: string): Uint8Array<ArrayBuffer> | undefined {
-  if (!/^[A-Za-z0-9_-]*$/.test(value)) return undefined;
-  const binary = atob(value.replace(/-/g, "+").replace(/_/g, "/"));
-  const bytes = new Uint8Array(binary.length);
-  for (let i = 0; i < binary.length; i += 1) bytes[i] = binary.charCodeAt(i);
-  return bytes;
 }

@@ -76,7 +76,12 @@ async function exerciseIssuerAndCertificate(label, library) {
       return;
     }
     const [header, claims, signature] = new URLSearchParams(body).get("client_assertion").split(".");
-    const valid = verify("sha256", Buffer.from(`${header}.${claims}`), { key: publicKey, dsaEncoding: "ieee-p1363" }, Buffer.from(signature, "base64url"));
+    const valid = verify(
+      "sha256",
+      Buffer.from(`${header}.${claims}`),
+      { key: publicKey, dsaEncoding: "ieee-p1363" },
+      Buffer.from(signature, "base64url"),
+    );
     res.end(JSON.stringify(valid ? { access_token: "cert-token", token_type: "Bearer", expires_in: 3600 } : { error: "invalid_client" }));
   });
   const source = library.createTokenSource({
