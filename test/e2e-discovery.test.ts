@@ -22,6 +22,7 @@ import {
   type OidcTestBedOptions,
   type WellKnownForm,
 } from "./helpers/oidc-provider.js";
+import { outcomes } from "./helpers/outcomes.js";
 import { expectNoSecrets } from "./helpers/secrets.js";
 
 const ISSUER_PATH = "/realms/main";
@@ -64,16 +65,6 @@ function failure(promise: Promise<unknown>): Promise<unknown> {
     () => "no error",
     (error: unknown) => error,
   );
-}
-
-/** What each settled request came to: its status, or the error's name and message when there was no response. */
-function outcomes(results: PromiseSettledResult<{ status: number }>[]): (number | string)[] {
-  return results.map((result) => {
-    if (result.status === "fulfilled") return result.value.status;
-    const reason: unknown = result.reason;
-    if (axios.isAxiosError(reason) && reason.response !== undefined) return reason.response.status;
-    return reason instanceof Error ? `${reason.name}: ${reason.message}` : String(reason);
-  });
 }
 
 /** The metadata requests as `form:status`, in order. */

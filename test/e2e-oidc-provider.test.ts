@@ -10,6 +10,7 @@ import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify, SignJWT } from "j
 import { afterAll, afterEach, beforeAll, describe, expect, it, onTestFinished, vi } from "vitest";
 import { createTokenRefreshInterceptor, isTokenRefreshError } from "../src/index.js";
 import { JWT_RESOURCE, OPAQUE_RESOURCE, startOidcProvider, type OidcResourceServer, type OidcTestBed } from "./helpers/oidc-provider.js";
+import { outcomes } from "./helpers/outcomes.js";
 import { expectNoSecrets } from "./helpers/secrets.js";
 
 const TTL_SECONDS = 60;
@@ -65,16 +66,6 @@ function freshSignedJwt(): Promise<string> {
     .setIssuedAt()
     .setExpirationTime("60s")
     .sign(privateKey);
-}
-
-/** What each settled request came to: its status, or the error's name and message when there was no response. */
-function outcomes(results: PromiseSettledResult<{ status: number }>[]): (number | string)[] {
-  return results.map((result) => {
-    if (result.status === "fulfilled") return result.value.status;
-    const reason: unknown = result.reason;
-    if (axios.isAxiosError(reason) && reason.response !== undefined) return reason.response.status;
-    return reason instanceof Error ? `${reason.name}: ${reason.message}` : String(reason);
-  });
 }
 
 function burst(count: number, get: (path: string) => Promise<{ status: number }>): Promise<PromiseSettledResult<{ status: number }>[]> {
