@@ -264,7 +264,7 @@ export function networkError(error: unknown, signal: AbortSignal, subject: Reque
     return new TokenRequestError(`${subject.name} answered with a redirect, ${subject.onRedirect}`, "ERR_TOKEN_REQUEST", { networkCode });
   }
   if (networkCode === "ERR_FR_MAX_BODY_LENGTH_EXCEEDED" || networkCode === "ERR_BAD_RESPONSE") {
-    return new TokenRequestError(`${subject.name} response is larger than 1 MiB`, "ERR_TOKEN_REQUEST", { networkCode });
+    return new TokenRequestError(`${subject.name} answered with a body larger than 1 MiB`, "ERR_TOKEN_REQUEST", { networkCode });
   }
   return new TokenRequestError(`${subject.name} could not be reached${networkCode ? ` (${networkCode})` : ""}`, "ERR_TOKEN_NETWORK", {
     networkCode,

@@ -241,6 +241,16 @@ describe("issuer discovery", () => {
     expect(elsewhere.metadataRequests).toHaveLength(0);
   });
 
+  it("refuses a metadata document over 1 MiB, as it would a token response", async () => {
+    const as = await startAuthorizationServer({ document: { padding: "x".repeat(1024 * 1024) } });
+    const error = await failure(sourceFor(as.issuer, { retry: { attempts: 1 } }).getToken());
+    expect(error).toBeInstanceOf(TokenRequestError);
+    expect((error as Error).message).toContain(
+      `authorization server metadata at ${as.issuer}/.well-known/openid-configuration answered with a body larger than 1 MiB`,
+    );
+    expect(as.tokenRequests).toHaveLength(0);
+  });
+
   it("bounds a hung metadata request by the token budget", async () => {
     const as = await startAuthorizationServer();
     as.metadata = () => ({ hang: true });
