@@ -115,9 +115,13 @@ export function createTokenRefreshInterceptor(options: TokenRefreshOptions): Tok
     return config;
   };
 
-  /** Whether the request is to carry our token at all: not skipped, no credentials of its own, an allowed origin. Throws when no origin is allowed. */
+  /**
+   * Whether the request is to carry our token at all: not skipped, no credentials of its own (`auth`,
+   * an Authorization header, userinfo in the URL), an allowed origin. Throws when no origin is allowed.
+   * The URL's part is remembered by the origin policy for the last target: see forRequest.
+   */
   const tokenTarget = (config: InternalAxiosRequestConfig): AllowedOrigins | undefined =>
-    config.tokenRefresh?.skip === true || carriesCallerCredentials(config) ? undefined : origins.allowedFor(config);
+    config.tokenRefresh?.skip === true || carriesCallerCredentials(config) ? undefined : origins.forRequest(config);
 
   const interceptor = <C extends InternalAxiosRequestConfig>(config: C): Promise<C> => {
     let allowed: AllowedOrigins | undefined;
@@ -220,21 +224,12 @@ export function createTokenRefreshInterceptor(options: TokenRefreshOptions): Tok
 }
 
 /**
- * The caller's own credentials win and we never add ours: `auth`, an Authorization header (on the
- * request or the instance defaults), or a user and password in the URL, which axios turns into Basic.
+ * The caller's own credentials win and we never add ours: `auth`, or an Authorization header (on the
+ * request or the instance defaults). A user and password in the URL, which axios turns into Basic,
+ * count too: OriginPolicy.forRequest answers for those, as they are part of the URL's decision.
  */
 function carriesCallerCredentials(config: InternalAxiosRequestConfig): boolean {
-  if (config.auth !== undefined && config.auth !== null) return true;
-  if (authorizationKey(config.headers) !== undefined) return true;
-  const url = typeof config.url === "string" ? config.url : "";
-  const target = ABSOLUTE_URL.test(url) ? url : typeof config.baseURL === "string" ? config.baseURL : "";
-  if (!target.includes("@")) return false;
-  try {
-    const parsed = new URL(target);
-    return parsed.username !== "" || parsed.password !== "";
-  } catch {
-    return false;
-  }
+  return (config.auth !== undefined && config.auth !== null) || authorizationKey(config.headers) !== undefined;
 }
 
 /**
@@ -266,8 +261,6 @@ function failAtDispatch<C extends InternalAxiosRequestConfig>(config: C, error: 
   config.adapter = () => Promise.reject(error);
   return config;
 }
-
-const ABSOLUTE_URL = /^([a-z][a-z\d+\-.]*:)?\/\//i;
 
 /**
  * axios's `timeout` bounds the whole call: the wait for a token counts against it, and the request

@@ -66,6 +66,15 @@ export class OriginPolicy {
   readonly #allowInsecureHttp: boolean;
   /** baseURL → its origin and default allowed set; a service uses a handful of base URLs. */
   readonly #byBaseURL = new Map<string, { origin: string | undefined; allowed: AllowedOrigins | Error }>();
+  /**
+   * The last target {@link OriginPolicy.forRequest} judged, and its decision: one client's requests
+   * mostly repeat it (same baseURL, relative urls), so a warm request compares a few fields instead
+   * of parsing. `#lastUrl` is undefined for a relative url, whose decision depends on baseURL alone.
+   */
+  #lastBase: string | undefined;
+  #lastUrl: string | undefined;
+  #lastAllowAbsolute: unknown;
+  #lastAllowed: AllowedOrigins | undefined;
 
   constructor(configured: ReadonlySet<string> | undefined, allowInsecureHttp: boolean) {
     this.#configured = configured === undefined ? undefined : allowedOrigins(configured);
@@ -75,6 +84,37 @@ export class OriginPolicy {
   /** Whether a list of origins was configured (otherwise each request's `baseURL` decides). */
   get configured(): boolean {
     return this.#configured !== undefined;
+  }
+
+  /**
+   * What the request interceptor asks: {@link OriginPolicy.allowedFor}, after the URL's own
+   * credentials (userinfo, which axios turns into Basic: the caller's, so no token of ours), with
+   * the last decision remembered. It is remembered only when it is a function of the fields compared:
+   * a non-empty string baseURL (the page origin plays no part then, or was fixed when baseURL was
+   * first seen), and for an absolute url the url itself and `allowAbsoluteUrls`. A throw is not remembered.
+   */
+  forRequest(target: RequestTarget): AllowedOrigins | undefined {
+    const { baseURL, url } = target;
+    if (typeof baseURL !== "string" || baseURL === "" || (url !== undefined && url !== null && typeof url !== "string")) {
+      return this.#judge(target);
+    }
+    const absolute = typeof url === "string" && isAbsoluteUrl(url);
+    if (
+      baseURL === this.#lastBase &&
+      (absolute ? url === this.#lastUrl && target.allowAbsoluteUrls === this.#lastAllowAbsolute : this.#lastUrl === undefined)
+    ) {
+      return this.#lastAllowed;
+    }
+    const allowed = this.#judge(target);
+    this.#lastBase = baseURL;
+    this.#lastUrl = absolute ? url : undefined;
+    this.#lastAllowAbsolute = target.allowAbsoluteUrls;
+    this.#lastAllowed = allowed;
+    return allowed;
+  }
+
+  #judge(target: RequestTarget): AllowedOrigins | undefined {
+    return hasUserinfo(target) ? undefined : this.allowedFor(target);
   }
 
   /**
@@ -93,7 +133,7 @@ export class OriginPolicy {
     if (allowed instanceof Error) throw allowed;
 
     const url = target.url === undefined || target.url === null ? "" : String(target.url);
-    if (!ABSOLUTE_URL.test(url)) {
+    if (!isAbsoluteUrl(url)) {
       // Joined to baseURL with a "/", so the origin is baseURL's whatever the url says.
       if (base !== undefined) return base.origin !== undefined && allowed.origins.has(base.origin) ? allowed : undefined;
       return allowed.origins.has(originOf(url, pageOrigin()) ?? "") ? allowed : undefined;
@@ -131,6 +171,28 @@ export class OriginPolicy {
     }
     return allowedOrigins(new Set([origin]));
   }
+}
+
+/**
+ * Whether the URL the request goes to carries a user or password, which axios turns into Basic
+ * credentials: the caller's own, so our token stays off. The url when absolute, else baseURL.
+ */
+function hasUserinfo(target: RequestTarget): boolean {
+  const url = typeof target.url === "string" ? target.url : "";
+  const full = isAbsoluteUrl(url) ? url : typeof target.baseURL === "string" ? target.baseURL : "";
+  if (!full.includes("@")) return false;
+  try {
+    const parsed = new URL(full);
+    return parsed.username !== "" || parsed.password !== "";
+  } catch {
+    return false;
+  }
+}
+
+/** axios's isAbsoluteURL; a "/path" (the common url) is answered without the regular expression. */
+function isAbsoluteUrl(url: string): boolean {
+  if (url.charCodeAt(0) === 47 /* "/" */) return url.charCodeAt(1) === 47; // "//host" is protocol-relative: absolute
+  return ABSOLUTE_URL.test(url);
 }
 
 /** Our hooks, each mapped to the user's hook it wraps (or undefined). */

@@ -64,13 +64,21 @@ export function createCachedSource(options: TokenRefreshOptions): { cache: Token
   return { cache, source: sourceOver(cache, settings), settings };
 }
 
-/** The token request through the user's axios instance, or one made when the first token is needed. */
+/**
+ * The axios instance for token requests of every source without an `httpClient`: made when the first
+ * token is needed, then shared (5 KB each otherwise). Nothing is set on it and nothing is kept in it
+ * per request: each request carries its own URL, headers, timeout and signal. Not the global `axios`,
+ * whose interceptors (perhaps ours) and defaults are the app's.
+ */
+let defaultClient: TokenHttpClient | undefined;
+
+/** The token request through the user's axios instance, or the shared one above. */
 function tokenFetcher(settings: Settings): TokenFetcher {
-  let client: TokenHttpClient | undefined = settings.httpClient;
   const resolveEndpoint = endpointResolver(settings);
   return (limits) => {
-    client ??= axios.create();
-    return acquireToken(client, settings, resolveEndpoint, limits);
+    if (settings.httpClient !== undefined) return acquireToken(settings.httpClient, settings, resolveEndpoint, limits);
+    defaultClient ??= axios.create();
+    return acquireToken(defaultClient, settings, resolveEndpoint, limits);
   };
 }
 

@@ -1,6 +1,6 @@
 import { Agent } from "node:http";
 import axios from "axios";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { createTokenRefreshInterceptor, TokenRequestError } from "../src/index.js";
 import { defer } from "./helpers/defer.js";
 import { issueTokens, startResourceServer, startTokenServer, type Handler } from "./helpers/servers.js";
@@ -142,5 +142,23 @@ describe("request interceptor", () => {
     expect(cold.config.timeout).toBeGreaterThan(1_000);
     const warm = await api.get("/b", { timeout: 2_000 });
     expect(warm.config.timeout).toBe(2_000); // a warm token costs no time
+  });
+
+  it("interceptors without an httpClient share one token client, made at the first token request", async () => {
+    const tokens = await startTokenServer();
+    const create = vi.spyOn(axios, "create");
+    try {
+      const interceptors = ["a", "b", "c"].map((clientId) =>
+        createTokenRefreshInterceptor({ tokenUrl: tokens.url, clientId, clientSecret: "s" }),
+      );
+      const fetched = await Promise.all(interceptors.map((auth) => auth.getAccessToken()));
+      expect(new Set(fetched).size).toBe(3); // each its own token
+      expect(tokens.requests.map((r) => new URLSearchParams(r.body).get("client_id")).sort()).toEqual(["a", "b", "c"]);
+      // At most one axios.create() for all three (none when an earlier test in this file already made it).
+      expect(create.mock.calls.length).toBeLessThanOrEqual(1);
+      for (const auth of interceptors) auth.dispose();
+    } finally {
+      create.mockRestore();
+    }
   });
 });

@@ -1,10 +1,12 @@
 /**
  * The small parts on their own: the clocks' signal helper, the sleep that backoff waits with, the
- * error guard that works across the ESM and CJS copies of this package, and the in-memory store.
+ * error guard that works across the ESM and CJS copies of this package, the in-memory store, and the
+ * origin policy's memory of the last request target.
  */
 import { describe, expect, it } from "vitest";
 import { anySignal } from "../src/clock.js";
 import { InMemoryTokenStore, isTokenRefreshError, TokenRequestError } from "../src/index.js";
+import { OriginPolicy } from "../src/origin.js";
 import { sleep } from "../src/retry.js";
 
 describe("anySignal", () => {
@@ -72,5 +74,53 @@ describe("InMemoryTokenStore", () => {
     store.clear();
     expect(store.size).toBe(0);
     expect(store.get("k")).toBeUndefined();
+  });
+});
+
+describe("OriginPolicy.forRequest, the last target remembered", () => {
+  const base = "https://api.example.com";
+
+  it("answers each target as allowedFor does, whatever target came before", () => {
+    const policy = new OriginPolicy(undefined, false);
+    const origins = (allowed: { origins: ReadonlySet<string> } | undefined) => (allowed === undefined ? undefined : [...allowed.origins]);
+    const alone = (target: (typeof targets)[number]) => origins(new OriginPolicy(undefined, false).forRequest(target));
+    const targets = [
+      { baseURL: base, url: "/x" },
+      { baseURL: base, url: "/y" },
+      { baseURL: base, url: "https://evil.example/x" },
+      { baseURL: base, url: "//evil.example/x" },
+      { baseURL: base, url: "https://api.example.com/x", allowAbsoluteUrls: false },
+      { baseURL: "https://other.example.com", url: "https://api.example.com/x", allowAbsoluteUrls: false },
+      { baseURL: "https://other.example.com", url: "https://api.example.com/x", allowAbsoluteUrls: true },
+      { baseURL: base, url: "https://alice:pw@api.example.com/x" },
+      { baseURL: "https://alice@api.example.com", url: "/x" },
+      { baseURL: base, url: undefined },
+      { baseURL: base, url: "x" },
+      { baseURL: base, url: "/x" },
+    ];
+    // Every order of neighbours: each target after each other one.
+    for (const before of targets) {
+      for (const target of targets) {
+        policy.forRequest(before);
+        expect(origins(policy.forRequest(target)), `${JSON.stringify(target)} after ${JSON.stringify(before)}`).toEqual(alone(target));
+      }
+    }
+  });
+
+  it("gives no token to a URL with userinfo, and none to another origin, even right after an allowed request", () => {
+    const policy = new OriginPolicy(undefined, false);
+    expect(policy.forRequest({ baseURL: base, url: "/x" })?.origins.has(base)).toBe(true);
+    expect(policy.forRequest({ baseURL: base, url: "https://bob:secret@api.example.com/x" })).toBeUndefined();
+    expect(policy.forRequest({ baseURL: "https://bob@api.example.com", url: "/x" })).toBeUndefined();
+    expect(policy.forRequest({ baseURL: base, url: "https://api.example.com.evil.test/x" })).toBeUndefined();
+    expect(policy.forRequest({ baseURL: base, url: "/x" })?.origins.has(base)).toBe(true);
+  });
+
+  it("throws each time nothing allows an origin: a refusal is not remembered as an answer", () => {
+    const policy = new OriginPolicy(undefined, false);
+    for (let i = 0; i < 2; i += 1) {
+      expect(() => policy.forRequest({ baseURL: "http://insecure.example.com", url: "/x" })).toThrow(/https/);
+      expect(() => policy.forRequest({ url: "/x" })).toThrow(/baseURL/);
+    }
   });
 });
