@@ -89,6 +89,7 @@ async function requestOnce(
       refreshIn: response.refresh_in,
       cacheKey: settings.cacheKey,
       scope,
+      tokenType: response.token_type,
     },
     sentAt,
     settings,

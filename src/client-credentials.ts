@@ -7,7 +7,7 @@ import type { TokenEndpoint } from "./discovery.js";
 import { DEFAULTS, type Settings, type TokenHttpClient, type TokenHttpRequest } from "./options.js";
 import qs from "qs";
 import { base64 } from "./encoding.js";
-import { DiscoveryError, InvalidTokenResponseError, TokenRequestError, sanitizeServerText } from "./errors.js";
+import { DiscoveryError, InvalidTokenResponseError, TokenRequestError, sanitizeServerText, type TokenRefreshErrorCode } from "./errors.js";
 import { parseRetryAfter } from "./retry.js";
 
 /** The RFC 6749 §5.1 members we use, as validated; unknown members are ignored. */
@@ -15,7 +15,8 @@ export interface TokenEndpointResponse {
   /** The HTTP status it came with (2xx). */
   readonly status: number;
   readonly access_token: string;
-  readonly token_type: string;
+  /** `DPoP` only for a DPoP-bound token, with DPoP on. */
+  readonly token_type: "Bearer" | "DPoP";
   readonly expires_in?: unknown;
   readonly refresh_in?: unknown;
   /** The granted scope, when the server said (it must when it differs from the requested one). */
@@ -47,25 +48,30 @@ export async function requestToken(
   limits: AttemptLimits,
 ): Promise<TokenEndpointResponse> {
   const { body, authorization } = await buildRequest(settings, endpoint);
-  let response: TokenHttpResponse;
-  try {
-    response = await client.request({
-      method: "POST",
-      url: endpoint.tokenUrl,
-      data: body,
-      headers: {
-        "Content-Type": "application/x-www-form-urlencoded",
-        Accept: "application/json",
-        // Exactly one client authentication method (RFC 6749 §2.3): an Authorization inherited from
-        // axios.defaults or the httpClient's defaults must not ride along with a body secret.
-        Authorization: authorization ?? false,
-      },
-      ...boundedRequest(limits),
+  const { dpop } = settings;
+  // With DPoP a server may ask for its nonce first (RFC 9449 §8): one more send with it, never a loop.
+  for (let send = 1; ; send += 1) {
+    const headers: Record<string, string | false> = {
+      "Content-Type": "application/x-www-form-urlencoded",
+      Accept: "application/json",
+      // Exactly one client authentication method (RFC 6749 §2.3): an Authorization inherited from
+      // axios.defaults or the httpClient's defaults must not ride along with a body secret.
+      Authorization: authorization ?? false,
+    };
+    if (dpop !== undefined) headers.DPoP = await dpop.proof({ method: "POST", url: endpoint.tokenUrl });
+    let response: TokenHttpResponse;
+    try {
+      response = await client.request({ method: "POST", url: endpoint.tokenUrl, data: body, headers, ...boundedRequest(limits) });
+    } catch (error) {
+      throw networkError(error, limits.signal, TOKEN_ENDPOINT);
+    }
+    const newNonce = dpop?.rememberNonce(endpoint.tokenUrl, headerValue(response, "dpop-nonce")) ?? false;
+    if (send === 1 && newNonce && response.status === 400 && parseJsonObject(response.data)?.error === "use_dpop_nonce") continue;
+    return readResponse(response, {
+      fromIssuer: endpoint.discovered,
+      dpop: dpop === undefined ? undefined : { allowBearer: dpop.allowBearer },
     });
-  } catch (error) {
-    throw networkError(error, limits.signal, TOKEN_ENDPOINT);
   }
-  return readResponse(response, { fromIssuer: endpoint.discovered });
 }
 
 /**
@@ -158,11 +164,14 @@ function formEncode(value: string): string {
     .replace(/%20/g, "+");
 }
 
+/** What reading a token response depends on: where the endpoint came from, and whether DPoP is on. */
+export interface ResponseContext {
+  readonly fromIssuer: boolean;
+  readonly dpop?: { readonly allowBearer: boolean } | undefined;
+}
+
 /** Validates a token endpoint's answer (RFC 6749 §5.1, §5.2): the token, or a coded error. */
-export function readResponse(
-  response: TokenHttpResponse,
-  context: { readonly fromIssuer: boolean } = { fromIssuer: false },
-): TokenEndpointResponse {
+export function readResponse(response: TokenHttpResponse, context: ResponseContext = { fromIssuer: false }): TokenEndpointResponse {
   const { status } = response;
   const body = parseJsonObject(response.data);
   const retryAfterMs = parseRetryAfter(headerValue(response, "retry-after"));
@@ -171,9 +180,16 @@ export function readResponse(
     const error = sanitizeServerText(body?.error);
     const errorDescription = sanitizeServerText(body?.error_description);
     const what = [error, errorDescription].filter(Boolean).join(": ");
-    const code = status === 429 || (status === 503 && retryAfterMs !== undefined) ? "ERR_TOKEN_THROTTLED" : "ERR_TOKEN_REQUEST";
+    let code: TokenRefreshErrorCode =
+      status === 429 || (status === 503 && retryAfterMs !== undefined) ? "ERR_TOKEN_THROTTLED" : "ERR_TOKEN_REQUEST";
     let hint = "";
-    if (status >= 300 && status <= 399)
+    if (context.dpop === undefined && asksForDpop(status, error, errorDescription)) {
+      code = "ERR_DPOP_REQUIRED";
+      hint =
+        error === "invalid_grant"
+          ? ' (the answer of a server that requires DPoP-bound tokens from this client, such as oidc-provider: if it is registered for DPoP, set "dpop: true")'
+          : ' (this client must prove possession of a key: set "dpop: true")';
+    } else if (status >= 300 && status <= 399)
       hint = ' (redirects are not followed, since the secret would go along: set "tokenUrl" to the final URL)';
     // An identity provider's 404 page: the issuer (or its login page) pasted as the token endpoint.
     else if (status === 404 && body === undefined && !context.fromIssuer && looksLikeHtml(response))
@@ -196,14 +212,36 @@ export function readResponse(
   if (!HEADER_SAFE_TOKEN.test(accessToken)) {
     throw new InvalidTokenResponseError("access_token", "must not contain whitespace, control or non-ASCII characters");
   }
-  // Missing token_type is taken as Bearer, as golang does; anything else (DPoP, MAC) is refused, since we can only send Bearer.
-  const tokenType = body.token_type ?? "Bearer";
-  if (typeof tokenType !== "string" || tokenType.toLowerCase() !== "bearer") {
-    throw new InvalidTokenResponseError("token_type", `must be "Bearer" (got ${JSON.stringify(sanitizeServerText(String(tokenType)))})`);
-  }
+  // Missing token_type is taken as Bearer, as golang does. DPoP only with a key to prove; MAC and others never.
+  const tokenType = readTokenType(body.token_type ?? "Bearer", context.dpop);
   // The granted scope (RFC 6749 §3.3, §5.1): space-separated scope tokens; anything else is read as absent.
   const scope = typeof body.scope === "string" && SCOPE.test(body.scope) ? body.scope.trim().split(/ +/).join(" ") : undefined;
-  return { status, access_token: accessToken, token_type: "Bearer", expires_in: body.expires_in, refresh_in: body.refresh_in, scope };
+  return { status, access_token: accessToken, token_type: tokenType, expires_in: body.expires_in, refresh_in: body.refresh_in, scope };
+}
+
+function readTokenType(value: unknown, dpop: ResponseContext["dpop"]): "Bearer" | "DPoP" {
+  const type = typeof value === "string" ? value.toLowerCase() : undefined;
+  const got = JSON.stringify(sanitizeServerText(String(value)));
+  if (dpop !== undefined) {
+    if (type === "dpop") return "DPoP";
+    if (type === "bearer" && dpop.allowBearer) return "Bearer";
+    const why = type === "bearer" ? ': the server did not bind the token to the key (set "dpop.allowBearer" to accept that)' : "";
+    throw new InvalidTokenResponseError("token_type", `must be "DPoP" (got ${got})${why}`);
+  }
+  if (type === "bearer") return "Bearer";
+  const why = type === "dpop" ? ': the server binds this client\'s tokens to a key (set "dpop: true")' : "";
+  throw new InvalidTokenResponseError("token_type", `must be "Bearer" (got ${got})${why}`);
+}
+
+/**
+ * A refusal that says, or as good as says, that the client must send DPoP proofs: `invalid_dpop_proof`
+ * or `use_dpop_nonce` (RFC 9449 §5, §8), a description naming DPoP, or `invalid_grant` to a
+ * client-credentials request, which has no grant to be invalid: oidc-provider answers a DPoP-bound
+ * client without a proof so, keeping the reason off the wire.
+ */
+function asksForDpop(status: number, error: string | undefined, description: string | undefined): boolean {
+  if (status !== 400 && status !== 401) return false;
+  return error === "invalid_dpop_proof" || error === "use_dpop_nonce" || error === "invalid_grant" || /\bdpop\b/i.test(description ?? "");
 }
 
 function looksLikeHtml(response: TokenHttpResponse): boolean {

@@ -16,6 +16,7 @@ export type TokenRefreshErrorCode =
   | "ERR_DISPOSED"
   | "ERR_ORIGIN_NOT_CONFIGURED"
   | "ERR_CLIENT_CREDENTIAL"
+  | "ERR_DPOP_REQUIRED"
   | DiscoveryErrorCode;
 
 /** Codes of a {@link DiscoveryError}: unusable metadata, an issuer that is not the one configured, a credential the server does not take. */
@@ -162,6 +163,7 @@ const CODES: ReadonlySet<string> = new Set<TokenRefreshErrorCode>([
   "ERR_DISPOSED",
   "ERR_ORIGIN_NOT_CONFIGURED",
   "ERR_CLIENT_CREDENTIAL",
+  "ERR_DPOP_REQUIRED",
   "ERR_DISCOVERY",
   "ERR_ISSUER_MISMATCH",
   "ERR_AUTH_METHOD_UNSUPPORTED",

@@ -99,9 +99,11 @@ export type StoreFailureReason = "error" | "timeout" | "malformed" | "wrong_key"
  *   (a resource that rejects for another reason, such as a wrong audience);
  * - `no_replay`: the request asked for none (`tokenRefresh.noReplay`);
  * - `body_not_replayable`: its body was a stream, consumed by the first attempt;
- * - `disposed`: the interceptor was disposed.
+ * - `disposed`: the interceptor was disposed;
+ * - `dpop_nonce`: a DPoP resource asked for its nonce (`use_dpop_nonce`) again after the one retry
+ *   with it, or without a nonce the proof did not already carry (the token is kept).
  */
-export type NotReplayedReason = "already_replayed" | "cooldown" | "no_replay" | "body_not_replayable" | "disposed";
+export type NotReplayedReason = "already_replayed" | "cooldown" | "no_replay" | "body_not_replayable" | "disposed" | "dpop_nonce";
 
 /** Calls the user's listener without letting it break a request. */
 export function emit(listener: ((event: TokenEvent) => void) | undefined, event: TokenEvent): void {

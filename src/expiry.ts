@@ -28,6 +28,8 @@ export interface TokenTiming {
   readonly cacheKey?: string;
   /** The granted scope, or the requested one when the response did not say. */
   readonly scope?: string | undefined;
+  /** `DPoP` for a token bound to the source's DPoP key. */
+  readonly tokenType?: "Bearer" | "DPoP";
 }
 
 /**
@@ -48,7 +50,11 @@ export function resolveToken(timing: TokenTiming, sentAt: number, policy: Expiry
   // Honour Entra's refresh_in, but not so early that a hostile value refreshes on every request.
   if (refreshIn !== undefined) refreshAt = Math.max(sentAt + lifetime / 10, Math.min(refreshAt, sentAt + refreshIn));
   const entry: StoredToken = { accessToken: timing.accessToken, expiresAt, refreshAt, obtainedAt: sentAt, cacheKey: timing.cacheKey ?? "" };
-  return timing.scope === undefined ? entry : { ...entry, scope: timing.scope };
+  return {
+    ...entry,
+    ...(timing.scope === undefined ? {} : { scope: timing.scope }),
+    ...(timing.tokenType === "DPoP" ? { tokenType: "DPoP" as const } : {}),
+  };
 }
 
 /** Sub-second lifetimes are garbage (5e-324 is a valid JSON number) and would refresh per request. */

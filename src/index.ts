@@ -18,6 +18,8 @@ export type {
   ClientCredentialOptions,
   CommonTokenRefreshOptions,
   CommonTokenSourceOptions,
+  DpopAlgorithm,
+  DpopOptions,
   PrivateKeyObject,
   RetryOptions,
   TokenEndpointOptions,

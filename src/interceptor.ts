@@ -7,9 +7,11 @@ import { AxiosError, CanceledError, type AxiosInstance, type InternalAxiosReques
 import { monotonicNow } from "./clock.js";
 import { InvalidOptionError, TokenRefreshError } from "./errors.js";
 import { writeHeader } from "./headers.js";
+import type { StoredToken } from "./store.js";
 import type { TokenRefreshOptions } from "./options.js";
 import { composeRedirectHook, OriginPolicy, type AllowedOrigins } from "./origin.js";
-import { replayOrRethrow } from "./replay.js";
+import { type DpopKey, requestUrl } from "./dpop.js";
+import { rememberNonceOf, replayOrRethrow } from "./replay.js";
 import { unrefTimer } from "./retry.js";
 import { disposedError } from "./token-cache.js";
 import { createCachedSource, renderings, type AccessToken, type GetTokenOptions, type TokenSource } from "./token-source.js";
@@ -55,6 +57,8 @@ export interface TokenRefreshRequestOptions {
   noReplay?: boolean;
   /** Set by the library on the one replay after a 401; a replay is never replayed. */
   readonly replayed?: boolean;
+  /** Set by the library on the one retry with a resource's new DPoP nonce (a 401 `use_dpop_nonce`). */
+  readonly nonceRetried?: boolean;
 }
 
 declare module "axios" {
@@ -123,6 +127,28 @@ export function createTokenRefreshInterceptor(options: TokenRefreshOptions): Tok
   const tokenTarget = (config: InternalAxiosRequestConfig): AllowedOrigins | undefined =>
     config.tokenRefresh?.skip === true || carriesCallerCredentials(config) ? undefined : origins.forRequest(config);
 
+  /** With DPoP: the token with its type, and for a bound token a proof for this request (RFC 9449 §7.1). */
+  const authorizeWithProof = async <C extends InternalAxiosRequestConfig>(
+    config: C,
+    dpop: DpopKey,
+    entry: StoredToken,
+    allowed: AllowedOrigins,
+  ): Promise<C> => {
+    if (entry.tokenType !== "DPoP") return authorize(config, entry.accessToken, allowed); // allowBearer: the server did not bind it
+    const url = requestUrl(config);
+    if (url === undefined) {
+      throw new TokenRefreshError(
+        'the request has no absolute URL for its DPoP proof: give the instance a "baseURL"',
+        "ERR_ORIGIN_NOT_CONFIGURED",
+      );
+    }
+    const proof = await dpop.proof({ method: config.method ?? "get", url, accessToken: entry.accessToken });
+    writeAuthorization(config, `DPoP ${entry.accessToken}`);
+    writeHeader(config, "DPoP", proof);
+    config.beforeRedirect = composeRedirectHook(allowed, config.beforeRedirect);
+    return config;
+  };
+
   const interceptor = <C extends InternalAxiosRequestConfig>(config: C): Promise<C> => {
     let allowed: AllowedOrigins | undefined;
     try {
@@ -132,17 +158,19 @@ export function createTokenRefreshInterceptor(options: TokenRefreshOptions): Tok
     }
     if (allowed === undefined) return Promise.resolve(config);
     const granted: AllowedOrigins = allowed;
-    const token = cache.token(config.signal as AbortSignal | undefined);
+    const signal = config.signal as AbortSignal | undefined;
+    const { dpop } = settings;
+    if (dpop !== undefined) {
+      return asAxiosCancel(
+        config,
+        withinRequestTimeout(config, cache.tokenEntry(signal)).then((entry) => authorizeWithProof(config, dpop, entry, granted)),
+      );
+    }
+    const token = cache.token(signal);
     if (typeof token === "string") return Promise.resolve(authorize(config, token, granted));
-    return withinRequestTimeout(config, token).then(
-      (value) => authorize(config, value, granted),
-      (error: unknown) => {
-        // An aborted request rejects the way axios users test for: axios.isCancel(error).
-        if (error instanceof TokenRefreshError && error.code === "ERR_TOKEN_ABORTED") {
-          throw new Canceled(undefined, config);
-        }
-        throw error;
-      },
+    return asAxiosCancel(
+      config,
+      withinRequestTimeout(config, token).then((value) => authorize(config, value, granted)),
     );
   };
 
@@ -157,7 +185,8 @@ export function createTokenRefreshInterceptor(options: TokenRefreshOptions): Tok
   let decidedToken: string | undefined;
   const tokenAtHand = (config: InternalAxiosRequestConfig): boolean => {
     decidedFor = config;
-    decidedToken = cache.peek();
+    // A DPoP proof is signed asynchronously, so with DPoP every request takes the waiting interceptor.
+    decidedToken = settings.dpop === undefined ? cache.peek() : undefined;
     return decidedToken !== undefined;
   };
   const tokenNotAtHand = (config: InternalAxiosRequestConfig): boolean => {
@@ -197,7 +226,18 @@ export function createTokenRefreshInterceptor(options: TokenRefreshOptions): Tok
     // Registered together, so their runWhen calls are adjacent: see tokenAtHand.
     const syncId = instance.interceptors.request.use(authorizeNow, undefined, { synchronous: true, runWhen: tokenAtHand });
     const waitingId = instance.interceptors.request.use(interceptor, undefined, { runWhen: tokenNotAtHand });
-    const responseId = instance.interceptors.response.use(undefined, (error: unknown) => replayOrRethrow(instance, error, cache, settings));
+    const { dpop } = settings;
+    // With DPoP, every answer may bring the server's next nonce (RFC 9449 §8.2, §9).
+    const learnNonce =
+      dpop === undefined
+        ? undefined
+        : <R extends { readonly config?: InternalAxiosRequestConfig; readonly headers?: unknown }>(response: R): R => {
+            rememberNonceOf(dpop, response.config, response.headers);
+            return response;
+          };
+    const responseId = instance.interceptors.response.use(learnNonce, (error: unknown) =>
+      replayOrRethrow(instance, error, cache, settings),
+    );
     const detach = (): void => {
       if (!detachers.delete(detach)) return;
       instance.interceptors.request.eject(syncId);
@@ -256,6 +296,14 @@ function writeAuthorization(config: InternalAxiosRequestConfig, value: string): 
   else writeHeader(config, "Authorization", value);
 }
 
+/** An aborted wait rejects the way axios users test for: `axios.isCancel(error)`. */
+function asAxiosCancel<C extends InternalAxiosRequestConfig>(config: C, authorized: Promise<C>): Promise<C> {
+  return authorized.catch((error: unknown) => {
+    if (error instanceof TokenRefreshError && error.code === "ERR_TOKEN_ABORTED") throw new Canceled(undefined, config);
+    throw error;
+  });
+}
+
 /** Makes the request fail with `error` when axios dispatches it: the way a synchronous interceptor can refuse a request. */
 function failAtDispatch<C extends InternalAxiosRequestConfig>(config: C, error: unknown): C {
   config.adapter = () => Promise.reject(error);
@@ -267,11 +315,11 @@ function failAtDispatch<C extends InternalAxiosRequestConfig>(config: C, error: 
  * gets what is left. A wait that outlasts it fails as axios's own timeout does (`ECONNABORTED`, or
  * `ETIMEDOUT` with `transitional.clarifyTimeoutError`); the shared fetch goes on for the others.
  */
-function withinRequestTimeout(config: InternalAxiosRequestConfig, token: Promise<string>): Promise<string> {
+function withinRequestTimeout<T>(config: InternalAxiosRequestConfig, token: Promise<T>): Promise<T> {
   const timeoutMs = config.timeout;
   if (typeof timeoutMs !== "number" || !(timeoutMs > 0)) return token;
   const startedAt = monotonicNow();
-  return new Promise<string>((resolve, reject) => {
+  return new Promise<T>((resolve, reject) => {
     const timer = setTimeout(() => {
       const message = config.timeoutErrorMessage ?? `timeout of ${timeoutMs}ms exceeded`;
       const code = config.transitional?.clarifyTimeoutError === true ? AxiosError.ETIMEDOUT : AxiosError.ECONNABORTED;

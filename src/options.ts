@@ -3,6 +3,7 @@
  * Validation lives in validate-options.ts; this file has no code that runs.
  */
 import type { AssertionSigner } from "./client-assertion.js";
+import type { DpopKey } from "./dpop.js";
 import type { TokenEvent } from "./events.js";
 import type { TokenStore } from "./store.js";
 
@@ -76,6 +77,32 @@ export interface ClientCertificate {
    * @default "RS256" for an RSA key (what every Entra tenant accepts; PS256 is what Microsoft now recommends), "ES256" for P-256
    */
   algorithm?: ClientAssertionAlgorithm;
+}
+
+/** The JWS algorithms DPoP proofs can be signed with. */
+export type DpopAlgorithm = "ES256" | "EdDSA" | "RS256" | "PS256";
+
+/**
+ * DPoP (RFC 9449) with a key of the caller's, or options for the key the library generates. A
+ * `KeyObject` key's thumbprint keys the store, so replicas with the same key share a token; a
+ * `CryptoKey` pair, like a generated key, keeps its tokens to this source.
+ */
+export interface DpopOptions {
+  /** The private key (a `CryptoKey` with `sign`, or a Node.js `KeyObject`); without it a non-extractable pair is generated. */
+  privateKey?: CryptoKey | PrivateKeyObject;
+  /** The public key, required with a `CryptoKey` private key: proofs carry it. */
+  publicKey?: CryptoKey;
+  /**
+   * The algorithm of the generated key, or of the given one.
+   * @default "ES256", or what the given key is
+   */
+  algorithm?: DpopAlgorithm;
+  /**
+   * Accept a `Bearer` token from a server that does not bind tokens (it ignored the proof) and send
+   * it as Bearer; by default that is an error, since the token would not be sender-constrained.
+   * @default false
+   */
+  allowBearer?: boolean;
 }
 
 /** The part of a Node.js `KeyObject` the library uses (typed by shape, so the core entry needs no Node types). */
@@ -259,6 +286,12 @@ export interface CommonTokenSourceOptions {
   allowInsecureHttp?: boolean;
   /** Receives typed events (token cached, refresh failed, replays, throttling); never a token or secret. */
   onEvent?: (event: TokenEvent) => void;
+  /**
+   * Sender-constrained tokens (DPoP, RFC 9449): every token request and every API request carries a
+   * fresh proof signed with a key that never leaves the process, so a stolen token is useless.
+   * `true` generates a non-extractable ES256 key pair for this source.
+   */
+  dpop?: true | DpopOptions;
 }
 
 /** The options every interceptor has: those of a token source, and where the token may go. */
@@ -301,6 +334,7 @@ export interface Settings {
   readonly allowInsecureHttp: boolean;
   readonly replayStatuses: ReadonlySet<number>;
   readonly onEvent: ((event: TokenEvent) => void) | undefined;
+  readonly dpop: DpopKey | undefined;
 }
 
 /** Defaults, with the reason for each. */

@@ -226,7 +226,9 @@ function allowedOrigins(origins: ReadonlySet<string>): AllowedOrigins {
       const headers = options.headers as Record<string, unknown> | undefined;
       if (headers === undefined) return;
       for (const name of Object.keys(headers)) {
-        if (name.toLowerCase() === "authorization") delete headers[name];
+        const lower = name.toLowerCase();
+        // A DPoP proof names the URL it was made for, and goes with the token.
+        if (lower === "authorization" || lower === "dpop") delete headers[name];
       }
     },
   };

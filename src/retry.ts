@@ -12,6 +12,7 @@ const PERMANENT_OAUTH_ERRORS = new Set([
   "invalid_request",
   "invalid_grant",
   "unsupported_grant_type",
+  "invalid_dpop_proof", // a proof the server will not take: the same key and clock make the same proof
 ]);
 
 /** Returns true for failures worth another attempt: 408, 429, 500/502/503/504 and network errors, never an OAuth refusal. */

@@ -21,6 +21,8 @@ export interface StoredToken {
   readonly cacheKey: string;
   /** The scope granted with the token (the requested one when the server did not say); stores should keep it. */
   readonly scope?: string;
+  /** `DPoP` for a token bound to a DPoP key (sent as `Authorization: DPoP`); absent for Bearer. Stores must keep it. */
+  readonly tokenType?: "DPoP";
 }
 
 /**
@@ -143,6 +145,7 @@ export function isStoredToken(value: unknown): value is StoredToken {
     Number.isFinite(token.obtainedAt) &&
     (token.obtainedAt as number) < (token.expiresAt as number) &&
     typeof token.cacheKey === "string" &&
-    (token.scope === undefined || typeof token.scope === "string")
+    (token.scope === undefined || typeof token.scope === "string") &&
+    (token.tokenType === undefined || token.tokenType === "DPoP")
   );
 }

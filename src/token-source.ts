@@ -15,10 +15,10 @@ export type { GetTokenOptions } from "./token-cache.js";
 
 /** A token with what is known of it. Times are epoch milliseconds. */
 export interface AccessToken {
-  /** The access token, for `Authorization: Bearer <accessToken>`. */
+  /** The access token, for `Authorization: <tokenType> <accessToken>`. */
   readonly accessToken: string;
-  /** Always `Bearer`: other token types are refused when the token arrives. */
-  readonly tokenType: "Bearer";
+  /** `Bearer`, or with `dpop` `DPoP`: a token bound to the key, usable only with a proof per request. */
+  readonly tokenType: "Bearer" | "DPoP";
   /** When the token stops being valid. */
   readonly expiresAt: number;
   /** From when it is refreshed in the background. */
@@ -88,7 +88,7 @@ function sourceOver(cache: TokenCache, settings: Settings): TokenSource {
       const entry = await cache.tokenEntry(options?.signal, options?.forceRefresh);
       const token: AccessToken = {
         accessToken: entry.accessToken,
-        tokenType: "Bearer",
+        tokenType: entry.tokenType ?? "Bearer",
         expiresAt: entry.expiresAt,
         refreshAt: entry.refreshAt,
       };

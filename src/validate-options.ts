@@ -3,6 +3,7 @@
  * construction, with an error that names the option and says what it must be.
  */
 import { createAssertionSigner } from "./client-assertion.js";
+import { createDpopKey, type DpopKey } from "./dpop.js";
 import { InvalidOptionError } from "./errors.js";
 import {
   DEFAULTS,
@@ -41,6 +42,7 @@ const OPTION_NAMES = [
   "allowInsecureHttp",
   "replayStatuses",
   "onEvent",
+  "dpop",
 ] as const;
 type OptionName = (typeof OPTION_NAMES)[number];
 /** The names only an interceptor has: where the token may go. */
@@ -84,7 +86,9 @@ export function normalizeOptions(options: TokenRefreshOptions | TokenSourceOptio
   if (!isTokenStore(store)) {
     throw new InvalidOptionError('"store" must have get, set and delete methods', "ERR_INVALID_ARG_TYPE");
   }
-  const cacheKey = optionalString("cacheKey", own("cacheKey")) ?? defaultCacheKey(endpoint, clientId, scope, extraParams, credential);
+  const dpopOption = own("dpop");
+  const dpop = dpopOption === undefined ? undefined : createDpopKey(dpopOption);
+  const cacheKey = optionalString("cacheKey", own("cacheKey")) ?? defaultCacheKey(endpoint, clientId, scope, extraParams, credential, dpop);
 
   const httpClient = own("httpClient");
   if (httpClient !== undefined && typeof (httpClient as { request?: unknown }).request !== "function") {
@@ -122,6 +126,7 @@ export function normalizeOptions(options: TokenRefreshOptions | TokenSourceOptio
     allowInsecureHttp,
     replayStatuses: normalizeStatuses(own("replayStatuses")),
     onEvent: optionalFunction("onEvent", own("onEvent")) as Settings["onEvent"],
+    dpop,
   };
 }
 
@@ -251,6 +256,7 @@ function defaultCacheKey(
   scope: string | undefined,
   extraParams: Readonly<Record<string, string>>,
   credential: Settings["credential"],
+  dpop: DpopKey | undefined,
 ): string {
   const scopes = scope === undefined ? [] : scope.split(" ").sort();
   const params = Object.keys(extraParams)
@@ -259,6 +265,8 @@ function defaultCacheKey(
   const parts: unknown[] = [endpoint.kind === "url" ? endpoint.tokenUrl : `issuer:${endpoint.issuer}`, clientId, scopes, params];
   if (credential.kind === "secret") parts.push(`secret:${fnv1a32(new TextEncoder().encode(credential.secret))}`);
   if (credential.kind === "certificate") parts.push(`key:${fnv1a32(credential.signer.identity)}`);
+  // A DPoP-bound token works only with its key: the key's thumbprint (or this source's own id) keeps it apart.
+  if (dpop !== undefined) parts.push(`dpop:${dpop.cacheId}`);
   return `axios-token-refresh:${JSON.stringify(parts)}`;
 }
 

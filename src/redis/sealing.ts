@@ -130,10 +130,16 @@ export class Sealer {
 
 /** The fields of a token entry and nothing else (what a caller's object or a decrypted one may carry besides). */
 export function copyToken(token: StoredToken): StoredToken {
-  const { accessToken, expiresAt, refreshAt, obtainedAt, cacheKey, scope } = token;
-  return scope === undefined
-    ? { accessToken, expiresAt, refreshAt, obtainedAt, cacheKey }
-    : { accessToken, expiresAt, refreshAt, obtainedAt, cacheKey, scope };
+  const { accessToken, expiresAt, refreshAt, obtainedAt, cacheKey, scope, tokenType } = token;
+  return {
+    accessToken,
+    expiresAt,
+    refreshAt,
+    obtainedAt,
+    cacheKey,
+    ...(scope === undefined ? {} : { scope }),
+    ...(tokenType === undefined ? {} : { tokenType }),
+  };
 }
 
 /** obtainedAt as the whole, non-negative milliseconds the Lua scripts compare. */

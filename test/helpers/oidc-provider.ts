@@ -45,8 +45,40 @@
  *   means a 200 with no `scope` member, which RFC 6749 §5.1 lets a client read as "as requested".
  *   A client's registered `scope` refuses (invalid_scope) rather than narrows, and only for the
  *   provider's own scopes. Here JWT_RESOURCE and OPAQUE_RESOURCE grant RESOURCE_SCOPE only.
+ *
+ * DPoP (RFC 9449), lib/helpers/validate_dpop.js, challenge.js, sender_constraints.js, grant_common.js:
+ * - `features.dPoP` is on by default (`enabled: true`, no `nonceSecret`, `requireNonce: () => false`,
+ *   `allowReplay: false`), so every bed accepts proofs; the `dpop` option adds a nonce secret.
+ *   Discovery lists `dpop_signing_alg_values_supported`: `dPoPSigningAlgValues`, by default ES256,
+ *   Ed25519 and EdDSA only. RS256 and PS256 are allowed but must be enabled (`enabledJWA`).
+ * - At the token endpoint a proof is checked after client authentication, in the grant handler:
+ *   jose's `jwtVerify(proof, EmbeddedJWK, { typ: "dpop+jwt", algorithms })`, then `iat` a number,
+ *   `jti` a string, `nonce` a string if present; `htm` = the method; `htu`, with query and fragment
+ *   removed, = the endpoint's URL. Without a nonce, `iat` must be within 300 s of now. Any failure
+ *   is 400 `invalid_dpop_proof`, with no WWW-Authenticate (only the provider's own resource endpoints,
+ *   such as userinfo, turn DPoP errors into 401 with `WWW-Authenticate: DPoP`). A bad client secret
+ *   is refused first (401 invalid_client), whatever the proof.
+ * - Nonces are not stored: HKDF-SHA256 of `nonceSecret` over a 60 s time step. The one handed out is
+ *   the next step's; those of steps now-2 … now+2 are accepted, so a nonce stays good for 3 to 4
+ *   minutes. A missing nonce when `requireNonce` says so, or one not accepted, is 400
+ *   `{"error":"use_dpop_nonce","error_description":…}` with `DPoP-Nonce: <nonce>`. Every answer to a
+ *   valid proof whose nonce is not the current one (none, or an older one) carries `DPoP-Nonce`, the
+ *   200s too; a proof with the current nonce gets none. With no `nonceSecret`, a proof carrying a
+ *   `nonce` is invalid_dpop_proof ("DPoP nonces are not supported").
+ * - The jti is kept per client (replay detection, 300 s) once the proof passed, and a second use is
+ *   400 invalid_grant "DPoP proof JWT Replay detected". A nonce refusal happens before, so its jti
+ *   is not spent.
+ * - A valid proof binds the token whether or not the client asked for it: the token gets the RFC 7638
+ *   thumbprint of the proof's `jwk` as `jkt`, `token_type` becomes `DPoP`, a JWT access token carries
+ *   `cnf: { jkt }` and introspection of an opaque one answers `cnf: { jkt }` and `token_type: "DPoP"`.
+ *   So a client that is not `dpop_bound_access_tokens` and sends a proof gets a DPoP token.
+ * - A `dpop_bound_access_tokens: true` client without a proof gets 400
+ *   `{"error":"invalid_grant","error_description":"grant request is invalid"}`: InvalidGrant keeps
+ *   its reason ("DPoP proof JWT not provided", or "DPoP proof JWT Replay detected") in
+ *   `error_detail`, which only its `grant.error` event sees; `tokenRequests[].errorDetail` records
+ *   it. Nothing on the wire says DPoP. Without a proof nothing DPoP happens (no nonce asked).
  */
-import { createPublicKey, randomUUID, X509Certificate } from "node:crypto";
+import { createPublicKey, randomBytes, randomUUID, X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -131,6 +163,8 @@ export interface Discovery {
   readonly jwks_uri: string;
   readonly token_endpoint_auth_methods_supported: readonly string[];
   readonly token_endpoint_auth_signing_alg_values_supported?: readonly string[];
+  /** Present whenever features.dPoP is on, which is oidc-provider's default. */
+  readonly dpop_signing_alg_values_supported?: readonly string[];
 }
 
 /** Runtime switches for the well-known documents; tests set them between requests. */
@@ -167,6 +201,46 @@ export interface TokenEndpointRequest {
   readonly error: string | undefined;
   /** The response's `scope`, for a token. */
   readonly grantedScope: string | undefined;
+  /** The response's `token_type`, for a token: `Bearer`, or `DPoP` when a proof bound it. */
+  readonly tokenType: string | undefined;
+  /**
+   * The reason the provider logged but did not send, for a refusal that has one: an invalid_grant
+   * answers only "grant request is invalid", and this says e.g. "DPoP proof JWT not provided".
+   */
+  readonly errorDetail: string | undefined;
+}
+
+/** A DPoP proof (RFC 9449) that reached the token endpoint, decoded (not verified: the provider did that). */
+export interface CapturedDpopProof {
+  readonly clientId: string | undefined;
+  readonly header: ProtectedHeaderParameters;
+  readonly claims: JWTPayload;
+  /** What the provider answered the request carrying it. */
+  readonly status: number;
+  readonly error: string | undefined;
+  /** The `DPoP-Nonce` header of that answer, if it had one. */
+  readonly answeredNonce: string | undefined;
+  /** The `token_type` of that answer, for a token. */
+  readonly tokenType: string | undefined;
+  /** As {@link TokenEndpointRequest.errorDetail}. */
+  readonly errorDetail: string | undefined;
+}
+
+/** A signing alg oidc-provider can take for DPoP proofs. */
+export type DpopSigningAlg = "ES256" | "ES384" | "ES512" | "Ed25519" | "EdDSA" | "RS256" | "PS256";
+
+/** features.dPoP as the `dpop` option sets it. */
+export interface DpopTestOptions {
+  /** Every proof at the token endpoint must carry a nonce the provider handed out. @default false */
+  requireNonce?: boolean;
+  /** `enabledJWA.dPoPSigningAlgValues`. @default oidc-provider's: ES256, Ed25519, EdDSA */
+  signingAlgValues?: readonly DpopSigningAlg[];
+}
+
+/** Mutable DPoP switches; tests set them between requests. */
+export interface DpopSwitches {
+  /** Starts as the `dpop.requireNonce` option. */
+  requireNonce: boolean;
 }
 
 /** A client_assertion that reached the token endpoint, decoded (not verified: the provider did that). */
@@ -202,6 +276,8 @@ export interface OidcTestBed {
     readonly certPs256: CertificateClient;
     /** Allowed to call the introspection endpoint for any client's token; has no grant of its own. */
     readonly resourceServer: SecretClient;
+    /** client_secret_post and `dpop_bound_access_tokens: true`: a token request without a DPoP proof is refused. */
+    readonly dpopClient: SecretClient;
   };
   /** POST requests that reached the token endpoint, whatever the provider answered. */
   readonly count: number;
@@ -209,6 +285,10 @@ export interface OidcTestBed {
   readonly tokenRequests: readonly TokenEndpointRequest[];
   /** Every client_assertion sent to the token endpoint, in order. */
   readonly assertions: readonly CapturedAssertion[];
+  /** Every DPoP proof sent to the token endpoint that decodes as a JWT, in order. */
+  readonly dpopProofs: readonly CapturedDpopProof[];
+  /** Runtime DPoP switches (only with the `dpop` option: without a nonce secret there are no nonces). */
+  readonly dpop: DpopSwitches;
   /** Requests for well-known documents after start-up, in order. */
   readonly metadataRequests: readonly MetadataRequest[];
   /** Where each form is served for this issuer. */
@@ -237,6 +317,13 @@ export interface OidcTestBedOptions {
    * @default oidc-provider's own: client_secret_basic, client_secret_jwt, client_secret_post, private_key_jwt, none
    */
   clientAuthMethods?: readonly ProviderClientAuthMethod[];
+  /**
+   * Server-provided DPoP nonces: features.dPoP with a random 32-byte `nonceSecret`, and `requireNonce`
+   * as given. Without it DPoP is still on (oidc-provider's default) but no nonce is ever asked or given.
+   * `false` turns features.dPoP off: the provider ignores `DPoP` headers and issues Bearer tokens (and
+   * the DPoP-bound client is not registered, its metadata being unknown then).
+   */
+  dpop?: DpopTestOptions | false;
 }
 
 /** One request as the resource server judged it. */
@@ -310,6 +397,7 @@ export async function startOidcProvider(options: OidcTestBedOptions = {}): Promi
       certificate: CERTS.rsaCert,
     },
     resourceServer: { clientId: "resource-server", clientSecret: `rs-${randomUUID()}` },
+    dpopClient: { clientId: "dpop-client", clientSecret: `dpop-${randomUUID()}` },
   } as const satisfies OidcTestBed["clients"];
   const machine = { grant_types: ["client_credentials"], response_types: [], redirect_uris: [] } satisfies Partial<ClientMetadata>;
   // No kid on these keys: the library's assertions carry none, and the provider then picks by kty, crv and alg.
@@ -351,10 +439,19 @@ export async function startOidcProvider(options: OidcTestBedOptions = {}): Promi
       response_types: [],
       redirect_uris: [],
     },
+    {
+      ...machine,
+      client_id: clients.dpopClient.clientId,
+      client_secret: clients.dpopClient.clientSecret,
+      token_endpoint_auth_method: "client_secret_post",
+      dpop_bound_access_tokens: true,
+    },
   ];
   const methods = options.clientAuthMethods === undefined ? undefined : new Set<string>(options.clientAuthMethods);
   const registered = allClients.filter(
-    (client) => methods === undefined || methods.has(String(client.token_endpoint_auth_method ?? "client_secret_basic")),
+    (client) =>
+      (methods === undefined || methods.has(String(client.token_endpoint_auth_method ?? "client_secret_basic"))) &&
+      (options.dpop !== false || client.dpop_bound_access_tokens !== true),
   );
 
   const resources: Record<string, ResourceServer> = {
@@ -368,12 +465,21 @@ export async function startOidcProvider(options: OidcTestBedOptions = {}): Promi
     [OPAQUE_RESOURCE]: { scope: RESOURCE_SCOPE, audience: OPAQUE_RESOURCE, accessTokenTTL: ttl, accessTokenFormat: "opaque" },
   };
 
+  const dpopOptions = options.dpop === false ? undefined : options.dpop;
+  const dpop: DpopSwitches = { requireNonce: dpopOptions?.requireNonce ?? false };
+  const dpopAlgs = dpopOptions?.signingAlgValues;
+
   // Policies and TTL are set explicitly even where they match the defaults: the defaults warn on every call.
   const provider = new Provider(issuer, {
     clients: registered,
     jwks: { keys: [providerKey] },
     ...(options.clientAuthMethods === undefined ? {} : { clientAuthMethods: options.clientAuthMethods }),
+    ...(dpopAlgs === undefined ? {} : { enabledJWA: { dPoPSigningAlgValues: [...dpopAlgs] } }),
     features: {
+      ...(options.dpop === false ? { dPoP: { enabled: false } } : {}),
+      ...(dpopOptions === undefined
+        ? {}
+        : { dPoP: { enabled: true, nonceSecret: randomBytes(32), requireNonce: () => dpop.requireNonce, allowReplay: false } }),
       devInteractions: { enabled: false },
       clientCredentials: { enabled: true },
       introspection: {
@@ -400,6 +506,12 @@ export async function startOidcProvider(options: OidcTestBedOptions = {}): Promi
   const metadataRequests: MetadataRequest[] = [];
   const tokenRequests: TokenEndpointRequest[] = [];
   const assertions: CapturedAssertion[] = [];
+  const dpopProofs: CapturedDpopProof[] = [];
+  /** `error_detail` of token endpoint refusals, which the provider hands only to its `grant.error` listeners. */
+  const errorDetails = new WeakMap<object, string>();
+  provider.on("grant.error", (ctx: object, error: { error_detail?: unknown }) => {
+    if (typeof error.error_detail === "string") errorDetails.set(ctx, error.error_detail);
+  });
   /** Metadata requests handed to the provider, for its middleware to fill in the status. */
   const forwarded = new WeakMap<IncomingMessage, { form: WellKnownForm; path: string }>();
 
@@ -423,6 +535,8 @@ export async function startOidcProvider(options: OidcTestBedOptions = {}): Promi
     const answer = isObject(ctx.body) ? ctx.body : {};
     const clientId = oidc?.client?.clientId ?? stringOrUndefined(form.client_id);
     const error = stringOrUndefined(answer.error);
+    const tokenType = stringOrUndefined(answer.token_type);
+    const errorDetail = errorDetails.get(ctx);
     tokenRequests.push({
       clientId,
       authorization: ctx.headers.authorization?.split(" ")[0],
@@ -431,7 +545,20 @@ export async function startOidcProvider(options: OidcTestBedOptions = {}): Promi
       status: ctx.status,
       error,
       grantedScope: stringOrUndefined(answer.scope),
+      tokenType,
+      errorDetail,
     });
+    const proof = ctx.get("DPoP");
+    if (proof !== "") {
+      try {
+        const header = decodeProtectedHeader(proof);
+        const claims = decodeJwt(proof);
+        const answeredNonce = stringOrUndefined(ctx.response.get("DPoP-Nonce")) || undefined;
+        dpopProofs.push({ clientId, header, claims, status: ctx.status, error, answeredNonce, tokenType, errorDetail });
+      } catch {
+        // Not a JWT: the provider refused it (invalid_dpop_proof), and there is nothing to decode.
+      }
+    }
     if (typeof form.client_assertion === "string") {
       try {
         const header = decodeProtectedHeader(form.client_assertion);
@@ -509,7 +636,7 @@ export async function startOidcProvider(options: OidcTestBedOptions = {}): Promi
   const denylist = new Set<string>();
   const resourceServers = new Set<OidcResourceServer>();
 
-  const secretClients: readonly SecretClient[] = [clients.basic, clients.post, clients.resourceServer];
+  const secretClients: readonly SecretClient[] = [clients.basic, clients.post, clients.resourceServer, clients.dpopClient];
   const postForm = async (
     url: string,
     clientId: string,
@@ -524,7 +651,7 @@ export async function startOidcProvider(options: OidcTestBedOptions = {}): Promi
       form.set("client_assertion", await signAssertion(clients.privateKeyJwt, issuer));
     } else if (secret === undefined) {
       throw new Error(`no credentials for client ${clientId}`);
-    } else if (clientId === clients.post.clientId) {
+    } else if (clientId === clients.post.clientId || clientId === clients.dpopClient.clientId) {
       form.set("client_id", clientId);
       form.set("client_secret", secret.clientSecret);
     } else {
@@ -628,6 +755,8 @@ export async function startOidcProvider(options: OidcTestBedOptions = {}): Promi
     },
     tokenRequests,
     assertions,
+    dpopProofs,
+    dpop,
     metadataRequests,
     metadataUrls,
     metadata,

@@ -1,0 +1,347 @@
+/**
+ * DPoP (RFC 9449): tokens bound to a key pair that never leaves the process, so a stolen token is
+ * useless without the key. Every request, to the token endpoint and to the resource, carries a fresh
+ * proof: a JWT signed with the private key, naming the method and URL (`htm`, `htu`), with the
+ * public key in its header, a new `jti`, `iat`, the server's latest nonce, and at a resource the
+ * token's hash (`ath`). Signing uses WebCrypto, so no Node import is needed.
+ */
+import { base64url, base64urlToBytes } from "./encoding.js";
+import { InvalidOptionError } from "./errors.js";
+import type { DpopAlgorithm, PrivateKeyObject } from "./options.js";
+
+/** The public members of a JWK, per key type, in RFC 7638 §3.2's order for the thumbprint. */
+const THUMBPRINT_MEMBERS: Record<string, readonly string[]> = {
+  EC: ["crv", "kty", "x", "y"],
+  RSA: ["e", "kty", "n"],
+  OKP: ["crv", "kty", "x"],
+};
+
+const KEY_PARAMS: Record<DpopAlgorithm, RsaHashedImportParams | EcKeyImportParams | Algorithm> = {
+  ES256: { name: "ECDSA", namedCurve: "P-256" },
+  EdDSA: { name: "Ed25519" },
+  RS256: { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256" },
+  PS256: { name: "RSA-PSS", hash: "SHA-256" },
+};
+const SIGN: Record<DpopAlgorithm, AlgorithmIdentifier | RsaPssParams | EcdsaParams> = {
+  ES256: { name: "ECDSA", hash: "SHA-256" },
+  EdDSA: { name: "Ed25519" },
+  RS256: { name: "RSASSA-PKCS1-v1_5" },
+  PS256: { name: "RSA-PSS", saltLength: 32 },
+};
+/** Nonces remembered per origin; a client talks to a handful of origins. */
+const MAX_NONCES = 64;
+
+/** What a proof is for: the request's method and URL, and at a resource the token it accompanies. */
+export interface ProofTarget {
+  readonly method: string;
+  /** The request URL; query and fragment are dropped (RFC 9449 §4.2 `htu`). */
+  readonly url: string;
+  /** The access token, for `ath`; absent at the token endpoint. */
+  readonly accessToken?: string;
+}
+
+/** The key pair of one source, its proofs, and the nonces servers gave it. */
+export class DpopKey {
+  /** The JWS `alg` of every proof. */
+  readonly algorithm: DpopAlgorithm;
+  /**
+   * What the cache key holds for this key: its RFC 7638 thumbprint when the public key is known at
+   * construction (a `KeyObject`: replicas that share the key share the token), else an id of this
+   * source alone (a key generated here, or a `CryptoKey`, whose public half WebCrypto gives only
+   * asynchronously).
+   */
+  readonly cacheId: string;
+  /** Whether a `Bearer` token may be used when the server does not bind the token. */
+  readonly allowBearer: boolean;
+  readonly #keys: Promise<{ privateKey: CryptoKey; header: string }>;
+  readonly #nonces = new Map<string, string>();
+  #ath: { token: string; hash: Promise<string> } | undefined;
+
+  constructor(keys: Promise<{ privateKey: CryptoKey; jwk: JsonWebKey }>, algorithm: DpopAlgorithm, cacheId: string, allowBearer: boolean) {
+    this.algorithm = algorithm;
+    this.cacheId = cacheId;
+    this.allowBearer = allowBearer;
+    this.#keys = keys.then(({ privateKey, jwk }) => ({
+      privateKey,
+      header: base64url(JSON.stringify({ typ: "dpop+jwt", alg: algorithm, jwk: publicJwk(jwk) })),
+    }));
+    this.#keys.catch(() => {}); // surfaces at the first proof
+  }
+
+  /** A fresh proof for one request (RFC 9449 §4.2). */
+  async proof(target: ProofTarget, now = Date.now()): Promise<string> {
+    const { privateKey, header } = await this.#keys;
+    const htu = targetUri(target.url);
+    const claims: Record<string, string | number> = {
+      jti: globalThis.crypto.randomUUID(),
+      htm: target.method.toUpperCase(),
+      htu,
+      iat: Math.floor(now / 1000),
+    };
+    const nonce = this.#nonces.get(originOf(htu));
+    if (nonce !== undefined) claims.nonce = nonce;
+    if (target.accessToken !== undefined) claims.ath = await this.#tokenHash(target.accessToken);
+    const signingInput = `${header}.${base64url(JSON.stringify(claims))}`;
+    const signature = await globalThis.crypto.subtle.sign(SIGN[this.algorithm], privateKey, new TextEncoder().encode(signingInput));
+    return `${signingInput}.${base64url(new Uint8Array(signature))}`;
+  }
+
+  /** Remembers the nonce a server sent (`DPoP-Nonce`) for its origin; returns whether it is new. */
+  rememberNonce(url: string, nonce: string | undefined): boolean {
+    if (nonce === undefined || !/^[\x21-\x7e]{1,512}$/.test(nonce)) return false; // NQCHAR (RFC 9449 §8.1), capped
+    const origin = originOf(url);
+    if (this.#nonces.get(origin) === nonce) return false;
+    if (this.#nonces.size >= MAX_NONCES && !this.#nonces.has(origin)) this.#nonces.clear();
+    this.#nonces.set(origin, nonce);
+    return true;
+  }
+
+  /** base64url(SHA-256(token)), computed once per token. */
+  #tokenHash(accessToken: string): Promise<string> {
+    if (this.#ath?.token !== accessToken) {
+      const hash = globalThis.crypto.subtle
+        .digest("SHA-256", new TextEncoder().encode(accessToken))
+        .then((digest) => base64url(new Uint8Array(digest)));
+      this.#ath = { token: accessToken, hash };
+    }
+    return this.#ath.hash;
+  }
+}
+
+/** The request fields that make the URL axios calls. */
+export interface RequestUrlFields {
+  readonly url?: unknown;
+  readonly baseURL?: unknown;
+  readonly allowAbsoluteUrls?: unknown;
+}
+
+/**
+ * The URL axios will call, as its buildFullPath makes it: an absolute `url` as it is (unless
+ * `allowAbsoluteUrls: false`), else `baseURL` and `url` joined with one "/". Params only add a query,
+ * which `htu` leaves out. Undefined when it is not an absolute http(s) URL.
+ */
+export function requestUrl(config: RequestUrlFields): string | undefined {
+  const url = typeof config.url === "string" ? config.url : "";
+  const baseURL = typeof config.baseURL === "string" ? config.baseURL : "";
+  const absolute = /^([a-z][a-z\d+\-.]*:)?\/\//i.test(url);
+  const full = baseURL !== "" && (!absolute || config.allowAbsoluteUrls === false) ? joinUrl(baseURL, url) : url;
+  try {
+    const parsed = new URL(full);
+    return parsed.protocol === "https:" || parsed.protocol === "http:" ? parsed.href : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function joinUrl(baseURL: string, url: string): string {
+  return url === "" ? baseURL : `${baseURL.replace(/\/?\/$/, "")}/${url.replace(/^\/+/, "")}`;
+}
+
+/** The `nonce` claim of one of our proofs, if it had one. */
+export function nonceOfProof(proof: unknown): string | undefined {
+  if (typeof proof !== "string") return undefined;
+  const payload = base64urlToBytes(proof.split(".")[1] ?? "");
+  if (payload === undefined) return undefined;
+  try {
+    const nonce = (JSON.parse(new TextDecoder().decode(payload)) as { nonce?: unknown }).nonce;
+    return typeof nonce === "string" ? nonce : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The URL without query and fragment, as `htu` compares it. */
+export function targetUri(url: string): string {
+  const parsed = new URL(url);
+  return `${parsed.origin}${parsed.pathname}`;
+}
+
+function originOf(url: string): string {
+  try {
+    return new URL(url).origin;
+  } catch {
+    return url;
+  }
+}
+
+function publicJwk(jwk: JsonWebKey): Record<string, string> {
+  const members = THUMBPRINT_MEMBERS[jwk.kty ?? ""];
+  if (members === undefined) throw new InvalidOptionError(`"dpop" key type ${String(jwk.kty)} is not supported`);
+  const out: Record<string, string> = {};
+  for (const member of members) out[member] = String((jwk as Record<string, unknown>)[member]);
+  return out;
+}
+
+/** The RFC 7638 thumbprint of a public JWK: base64url(SHA-256 of its required members, sorted, without spaces). */
+export function jwkThumbprint(jwk: JsonWebKey): string {
+  const members = publicJwk(jwk);
+  return base64url(sha256(new TextEncoder().encode(JSON.stringify(members))));
+}
+
+/**
+ * Reads the `dpop` option: `true` generates a non-extractable ES256 pair here; a `KeyObject` or a
+ * `CryptoKey` pair is the caller's key.
+ */
+export function createDpopKey(value: unknown): DpopKey {
+  if (typeof globalThis.crypto?.subtle?.sign !== "function") {
+    throw new InvalidOptionError('"dpop" needs WebCrypto (globalThis.crypto.subtle), which this runtime lacks');
+  }
+  if (value === true) {
+    const pair = globalThis.crypto.subtle.generateKey(KEY_PARAMS.ES256, false, ["sign", "verify"]) as Promise<CryptoKeyPair>;
+    const keys = pair.then(async ({ privateKey, publicKey }) => ({
+      privateKey,
+      jwk: await globalThis.crypto.subtle.exportKey("jwk", publicKey),
+    }));
+    return new DpopKey(keys, "ES256", `instance:${globalThis.crypto.randomUUID()}`, false);
+  }
+  if (value === null || typeof value !== "object") {
+    throw new InvalidOptionError('"dpop" must be true or an object', "ERR_INVALID_ARG_TYPE");
+  }
+  for (const name of Object.keys(value)) {
+    if (!["privateKey", "publicKey", "algorithm", "allowBearer"].includes(name)) {
+      throw new InvalidOptionError(`unknown option "dpop.${name}"; the options are "privateKey", "publicKey", "algorithm", "allowBearer"`);
+    }
+  }
+  const own = (key: string): unknown => (Object.hasOwn(value, key) ? (value as Record<string, unknown>)[key] : undefined);
+  const allowBearer = own("allowBearer") ?? false;
+  if (typeof allowBearer !== "boolean") throw new InvalidOptionError('"dpop.allowBearer" must be a boolean', "ERR_INVALID_ARG_TYPE");
+  const algorithmOption = own("algorithm");
+  if (algorithmOption !== undefined && !(typeof algorithmOption === "string" && algorithmOption in KEY_PARAMS)) {
+    throw new InvalidOptionError('"dpop.algorithm" must be "ES256", "EdDSA", "RS256" or "PS256"');
+  }
+  const privateKey = own("privateKey");
+  const publicKey = own("publicKey");
+  if (privateKey === undefined) {
+    if (publicKey !== undefined) throw new InvalidOptionError('"dpop.publicKey" goes with "dpop.privateKey"');
+    const algorithm = (algorithmOption as DpopAlgorithm | undefined) ?? "ES256";
+    const pair = globalThis.crypto.subtle.generateKey(KEY_PARAMS[algorithm], false, ["sign", "verify"]) as Promise<CryptoKeyPair>;
+    const keys = pair.then(async (generated) => ({
+      privateKey: generated.privateKey,
+      jwk: await globalThis.crypto.subtle.exportKey("jwk", generated.publicKey),
+    }));
+    return new DpopKey(keys, algorithm, `instance:${globalThis.crypto.randomUUID()}`, allowBearer);
+  }
+  if (isCryptoKey(privateKey)) {
+    if (privateKey.type !== "private") throw new InvalidOptionError('"dpop.privateKey" must be a private key');
+    if (!isCryptoKey(publicKey) || publicKey.type !== "public") {
+      throw new InvalidOptionError('"dpop.publicKey" (a CryptoKey) must be given with a CryptoKey "dpop.privateKey": the proof carries it');
+    }
+    const algorithm = (algorithmOption as DpopAlgorithm | undefined) ?? algorithmOf(privateKey.algorithm);
+    const keys = globalThis.crypto.subtle.exportKey("jwk", publicKey).then((jwk) => ({ privateKey, jwk }));
+    return new DpopKey(keys, algorithm, cryptoKeyId(privateKey), allowBearer);
+  }
+  if (isKeyObject(privateKey)) {
+    if (privateKey.type !== "private") throw new InvalidOptionError('"dpop.privateKey" must be a private key');
+    let jwk: JsonWebKey;
+    let pkcs8: Uint8Array<ArrayBuffer>;
+    try {
+      jwk = privateKey.export({ format: "jwk" }) as JsonWebKey;
+      pkcs8 = new Uint8Array(privateKey.export({ format: "der", type: "pkcs8" }) as Uint8Array);
+    } catch {
+      throw new InvalidOptionError('"dpop.privateKey" could not be exported');
+    }
+    const algorithm = (algorithmOption as DpopAlgorithm | undefined) ?? algorithmOfJwk(jwk);
+    const keys = globalThis.crypto.subtle
+      .importKey("pkcs8", pkcs8, KEY_PARAMS[algorithm], false, ["sign"])
+      .then((imported) => ({ privateKey: imported, jwk }));
+    return new DpopKey(keys, algorithm, `jkt:${jwkThumbprint(jwk)}`, allowBearer);
+  }
+  throw new InvalidOptionError('"dpop.privateKey" must be a CryptoKey or a KeyObject', "ERR_INVALID_ARG_TYPE");
+}
+
+/**
+ * An id per CryptoKey object: sources given the same key object share its tokens. (WebCrypto gives
+ * the public JWK, and so the thumbprint, only asynchronously, after the cache key is needed.)
+ */
+const cryptoKeyIds = new WeakMap<CryptoKey, string>();
+function cryptoKeyId(key: CryptoKey): string {
+  let id = cryptoKeyIds.get(key);
+  if (id === undefined) {
+    id = `key:${globalThis.crypto.randomUUID()}`;
+    cryptoKeyIds.set(key, id);
+  }
+  return id;
+}
+
+function isCryptoKey(value: unknown): value is CryptoKey {
+  return value !== null && typeof value === "object" && typeof (value as CryptoKey).algorithm === "object" && "usages" in value;
+}
+
+function isKeyObject(value: unknown): value is PrivateKeyObject & { export(options: { format: "jwk" }): unknown } {
+  return value !== null && typeof value === "object" && typeof (value as { export?: unknown }).export === "function";
+}
+
+function algorithmOf(algorithm: KeyAlgorithm): DpopAlgorithm {
+  if (algorithm.name === "ECDSA" && (algorithm as EcKeyAlgorithm).namedCurve === "P-256") return "ES256";
+  if (algorithm.name === "Ed25519") return "EdDSA";
+  if (algorithm.name === "RSASSA-PKCS1-v1_5") return "RS256";
+  if (algorithm.name === "RSA-PSS") return "PS256";
+  throw new InvalidOptionError(`"dpop.privateKey" is a ${algorithm.name} key; DPoP here signs with ES256, EdDSA, RS256 or PS256`);
+}
+
+function algorithmOfJwk(jwk: JsonWebKey): DpopAlgorithm {
+  if (jwk.kty === "EC" && jwk.crv === "P-256") return "ES256";
+  if (jwk.kty === "OKP" && jwk.crv === "Ed25519") return "EdDSA";
+  if (jwk.kty === "RSA") return "RS256";
+  throw new InvalidOptionError('"dpop.privateKey" must be a P-256, Ed25519 or RSA key');
+}
+
+/**
+ * SHA-256 (FIPS 180-4), synchronous, for the one thumbprint taken at construction: WebCrypto's
+ * digest is asynchronous, and the cache key must be known when the source is made.
+ */
+function sha256(data: Uint8Array): Uint8Array {
+  const k = new Uint32Array([
+    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be,
+    0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa,
+    0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967, 0x27b70a85,
+    0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3,
+    0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f,
+    0x682e6ff3, 0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
+  ]);
+  const h = new Uint32Array([0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19]);
+  const length = Math.ceil((data.length + 9) / 64) * 64;
+  const padded = new Uint8Array(length);
+  padded.set(data);
+  padded[data.length] = 0x80;
+  const view = new DataView(padded.buffer);
+  view.setUint32(length - 8, Math.floor((data.length * 8) / 2 ** 32));
+  view.setUint32(length - 4, (data.length * 8) >>> 0);
+  const w = new Uint32Array(64);
+  const rotr = (x: number, n: number): number => (x >>> n) | (x << (32 - n));
+  for (let offset = 0; offset < length; offset += 64) {
+    for (let i = 0; i < 16; i += 1) w[i] = view.getUint32(offset + i * 4);
+    for (let i = 16; i < 64; i += 1) {
+      const a = w[i - 15] as number;
+      const b = w[i - 2] as number;
+      const s0 = rotr(a, 7) ^ rotr(a, 18) ^ (a >>> 3);
+      const s1 = rotr(b, 17) ^ rotr(b, 19) ^ (b >>> 10);
+      w[i] = ((w[i - 16] as number) + s0 + (w[i - 7] as number) + s1) >>> 0;
+    }
+    let [a, b, c, d, e, f, g, hh] = Array.from(h) as [number, number, number, number, number, number, number, number];
+    for (let i = 0; i < 64; i += 1) {
+      const t1 = (hh + (rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)) + ((e & f) ^ (~e & g)) + (k[i] as number) + (w[i] as number)) >>> 0;
+      const t2 = ((rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)) + ((a & b) ^ (a & c) ^ (b & c))) >>> 0;
+      hh = g;
+      g = f;
+      f = e;
+      e = (d + t1) >>> 0;
+      d = c;
+      c = b;
+      b = a;
+      a = (t1 + t2) >>> 0;
+    }
+    h[0] = (h[0] as number) + a;
+    h[1] = (h[1] as number) + b;
+    h[2] = (h[2] as number) + c;
+    h[3] = (h[3] as number) + d;
+    h[4] = (h[4] as number) + e;
+    h[5] = (h[5] as number) + f;
+    h[6] = (h[6] as number) + g;
+    h[7] = (h[7] as number) + hh;
+  }
+  const out = new Uint8Array(32);
+  const outView = new DataView(out.buffer);
+  for (let i = 0; i < 8; i += 1) outView.setUint32(i * 4, h[i] as number);
+  return out;
+}
