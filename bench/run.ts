@@ -20,6 +20,7 @@ import { fileURLToPath } from "node:url";
 import axios from "axios";
 import { coldBurst, settings as coldBurstSettings } from "./cold-burst.js";
 import { credentials, settings as credentialSettings } from "./credentials.js";
+import { dpop, settings as dpopSettings } from "./dpop.js";
 import { fleet } from "./fleet.js";
 import { hotPath, settings as hotPathSettings } from "./hot-path.js";
 import { manyInterceptors, settings as manySettings } from "./many-interceptors.js";
@@ -42,6 +43,7 @@ const BENCHMARKS: { name: string; ids: string[]; run: (setup: Setup) => Promise<
   { name: "fleet", ids: ["7"], run: fleet },
   { name: "100 interceptors", ids: ["8"], run: manyInterceptors },
   { name: "certificate and issuer", ids: ["9"], run: credentials },
+  { name: "DPoP", ids: ["10"], run: dpop },
 ];
 const SETTINGS = {
   ROUNDS,
@@ -54,6 +56,7 @@ const SETTINGS = {
   ...memorySettings,
   ...manySettings,
   ...credentialSettings,
+  ...dpopSettings,
 };
 
 async function main(): Promise<void> {

@@ -28,6 +28,7 @@ const SIGN: Record<DpopAlgorithm, AlgorithmIdentifier | RsaPssParams | EcdsaPara
   RS256: { name: "RSASSA-PKCS1-v1_5" },
   PS256: { name: "RSA-PSS", saltLength: 32 },
 };
+const utf8 = new TextEncoder();
 /** Nonces remembered per origin; a client talks to a handful of origins. */
 const MAX_NONCES = 64;
 
@@ -53,24 +54,55 @@ export class DpopKey {
   readonly cacheId: string;
   /** Whether a `Bearer` token may be used when the server does not bind the token. */
   readonly allowBearer: boolean;
-  readonly #keys: Promise<{ privateKey: CryptoKey; header: string }>;
+  readonly #keys: Promise<ReadyKey>;
+  /** The key once imported: from then on a proof can be signed in the caller's tick where Node's crypto is at hand. */
+  #ready: ReadyKey | undefined;
   readonly #nonces = new Map<string, string>();
-  #ath: { token: string; hash: Promise<string> } | undefined;
+  #ath: { token: string; hash: string } | undefined;
 
   constructor(keys: Promise<{ privateKey: CryptoKey; jwk: JsonWebKey }>, algorithm: DpopAlgorithm, cacheId: string, allowBearer: boolean) {
     this.algorithm = algorithm;
     this.cacheId = cacheId;
     this.allowBearer = allowBearer;
-    this.#keys = keys.then(({ privateKey, jwk }) => ({
-      privateKey,
-      header: base64url(JSON.stringify({ typ: "dpop+jwt", alg: algorithm, jwk: publicJwk(jwk) })),
-    }));
+    this.#keys = keys.then(({ privateKey, jwk }) => {
+      this.#ready = {
+        privateKey,
+        header: base64url(JSON.stringify({ typ: "dpop+jwt", alg: algorithm, jwk: publicJwk(jwk) })),
+        signNow: synchronousSigner(privateKey, algorithm),
+      };
+      return this.#ready;
+    });
     this.#keys.catch(() => {}); // surfaces at the first proof
+  }
+
+  /** Whether {@link DpopKey.proofNow} can sign: the key is imported and Node's synchronous signing is available. */
+  get canSignNow(): boolean {
+    return this.#ready?.signNow !== undefined;
   }
 
   /** A fresh proof for one request (RFC 9449 §4.2). */
   async proof(target: ProofTarget, now = Date.now()): Promise<string> {
-    const { privateKey, header } = await this.#keys;
+    const ready = this.#ready ?? (await this.#keys);
+    const signingInput = this.#signingInput(ready, target, now);
+    const bytes = utf8.encode(signingInput);
+    const signature =
+      ready.signNow?.(bytes) ?? new Uint8Array(await globalThis.crypto.subtle.sign(SIGN[this.algorithm], ready.privateKey, bytes));
+    return `${signingInput}.${base64url(signature)}`;
+  }
+
+  /**
+   * The same proof, signed in this tick, or undefined when that is not possible (the key still being
+   * imported, or a runtime without Node's crypto). WebCrypto's sign takes a trip through the thread
+   * pool: about 185 µs against 35 µs for the same ES256 signature signed in place, in the bench.
+   */
+  proofNow(target: ProofTarget, now = Date.now()): string | undefined {
+    const ready = this.#ready;
+    if (ready?.signNow === undefined) return undefined;
+    const signingInput = this.#signingInput(ready, target, now);
+    return `${signingInput}.${base64url(ready.signNow(utf8.encode(signingInput)))}`;
+  }
+
+  #signingInput(ready: ReadyKey, target: ProofTarget, now: number): string {
     const htu = targetUri(target.url);
     const claims: Record<string, string | number> = {
       jti: globalThis.crypto.randomUUID(),
@@ -80,10 +112,8 @@ export class DpopKey {
     };
     const nonce = this.#nonces.get(originOf(htu));
     if (nonce !== undefined) claims.nonce = nonce;
-    if (target.accessToken !== undefined) claims.ath = await this.#tokenHash(target.accessToken);
-    const signingInput = `${header}.${base64url(JSON.stringify(claims))}`;
-    const signature = await globalThis.crypto.subtle.sign(SIGN[this.algorithm], privateKey, new TextEncoder().encode(signingInput));
-    return `${signingInput}.${base64url(new Uint8Array(signature))}`;
+    if (target.accessToken !== undefined) claims.ath = this.#tokenHash(target.accessToken);
+    return `${ready.header}.${base64url(JSON.stringify(claims))}`;
   }
 
   /** Remembers the nonce a server sent (`DPoP-Nonce`) for its origin; returns whether it is new. */
@@ -97,14 +127,54 @@ export class DpopKey {
   }
 
   /** base64url(SHA-256(token)), computed once per token. */
-  #tokenHash(accessToken: string): Promise<string> {
+  #tokenHash(accessToken: string): string {
     if (this.#ath?.token !== accessToken) {
-      const hash = globalThis.crypto.subtle
-        .digest("SHA-256", new TextEncoder().encode(accessToken))
-        .then((digest) => base64url(new Uint8Array(digest)));
-      this.#ath = { token: accessToken, hash };
+      this.#ath = { token: accessToken, hash: base64url(sha256(new TextEncoder().encode(accessToken))) };
     }
     return this.#ath.hash;
+  }
+}
+
+/** An imported key, its encoded proof header, and a synchronous signer where there is one. */
+interface ReadyKey {
+  readonly privateKey: CryptoKey;
+  readonly header: string;
+  readonly signNow: ((data: Uint8Array) => Uint8Array) | undefined;
+}
+
+/** The part of `node:crypto` a synchronous signature needs. */
+interface NodeCrypto {
+  KeyObject: { from(key: CryptoKey): unknown };
+  sign(algorithm: string | null, data: Uint8Array, key: unknown): Uint8Array;
+  constants: { RSA_PKCS1_PSS_PADDING: number };
+}
+
+/**
+ * Node's synchronous `crypto.sign` over the same (non-extractable) key, taken from
+ * `process.getBuiltinModule` (Node 20.16+, Deno, Bun), so the core entry imports nothing of Node;
+ * undefined elsewhere, and proofs are signed with WebCrypto.
+ */
+function synchronousSigner(privateKey: CryptoKey, algorithm: DpopAlgorithm): ((data: Uint8Array) => Uint8Array) | undefined {
+  const runtime = (globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }).process;
+  let node: NodeCrypto | undefined;
+  let key: unknown;
+  try {
+    node = runtime?.getBuiltinModule?.("node:crypto") as NodeCrypto | undefined;
+    key = node?.KeyObject.from(privateKey);
+  } catch {
+    return undefined;
+  }
+  if (node === undefined || key === undefined) return undefined;
+  const { sign, constants } = node;
+  switch (algorithm) {
+    case "ES256":
+      return (data) => sign("sha256", data, { key, dsaEncoding: "ieee-p1363" }); // JWS wants r‖s, not DER
+    case "EdDSA":
+      return (data) => sign(null, data, key);
+    case "RS256":
+      return (data) => sign("sha256", data, key);
+    case "PS256":
+      return (data) => sign("sha256", data, { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 });
   }
 }
 

@@ -12,11 +12,14 @@ export function base64(text: string): string {
 
 /** base64url without padding (RFC 7515 §2), of bytes or of UTF-8 text. */
 export function base64url(data: Uint8Array | string): string {
-  return bytesToBase64(typeof data === "string" ? utf8.encode(data) : data)
-    .replace(/=+$/, "")
-    .replace(/\+/g, "-")
-    .replace(/\//g, "_");
+  // ASCII text (JSON of our JWS headers and claims) is its own Latin-1, which btoa takes as it is.
+  const base64 = typeof data === "string" ? (ASCII.test(data) ? btoa(data) : bytesToBase64(utf8.encode(data))) : bytesToBase64(data);
+  return base64.replace(BASE64_TO_URL, toUrlAlphabet);
 }
+
+const ASCII = /^[\x00-\x7f]*$/;
+const BASE64_TO_URL = /[+/=]/g;
+const toUrlAlphabet = (c: string): string => (c === "+" ? "-" : c === "/" ? "_" : "");
 
 /** The bytes of standard base64 (whitespace ignored); undefined when it is not base64. */
 export function base64ToBytes(text: string): Uint8Array<ArrayBuffer> | undefined {

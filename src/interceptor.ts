@@ -127,6 +127,14 @@ export function createTokenRefreshInterceptor(options: TokenRefreshOptions): Tok
   const tokenTarget = (config: InternalAxiosRequestConfig): AllowedOrigins | undefined =>
     config.tokenRefresh?.skip === true || carriesCallerCredentials(config) ? undefined : origins.forRequest(config);
 
+  /** `Authorization: DPoP <token>` and the request's proof (RFC 9449 §7.1). */
+  const withProof = <C extends InternalAxiosRequestConfig>(config: C, token: string, proof: string, allowed: AllowedOrigins): C => {
+    writeAuthorization(config, `DPoP ${token}`);
+    writeHeader(config, "DPoP", proof);
+    config.beforeRedirect = composeRedirectHook(allowed, config.beforeRedirect);
+    return config;
+  };
+
   /** With DPoP: the token with its type, and for a bound token a proof for this request (RFC 9449 §7.1). */
   const authorizeWithProof = async <C extends InternalAxiosRequestConfig>(
     config: C,
@@ -142,11 +150,12 @@ export function createTokenRefreshInterceptor(options: TokenRefreshOptions): Tok
         "ERR_ORIGIN_NOT_CONFIGURED",
       );
     }
-    const proof = await dpop.proof({ method: config.method ?? "get", url, accessToken: entry.accessToken });
-    writeAuthorization(config, `DPoP ${entry.accessToken}`);
-    writeHeader(config, "DPoP", proof);
-    config.beforeRedirect = composeRedirectHook(allowed, config.beforeRedirect);
-    return config;
+    return withProof(
+      config,
+      entry.accessToken,
+      await dpop.proof({ method: config.method ?? "get", url, accessToken: entry.accessToken }),
+      allowed,
+    );
   };
 
   const interceptor = <C extends InternalAxiosRequestConfig>(config: C): Promise<C> => {
@@ -185,8 +194,8 @@ export function createTokenRefreshInterceptor(options: TokenRefreshOptions): Tok
   let decidedToken: string | undefined;
   const tokenAtHand = (config: InternalAxiosRequestConfig): boolean => {
     decidedFor = config;
-    // A DPoP proof is signed asynchronously, so with DPoP every request takes the waiting interceptor.
-    decidedToken = settings.dpop === undefined ? cache.peek() : undefined;
+    // With DPoP, only where a proof can be signed in this tick (Node's crypto, the key imported).
+    decidedToken = settings.dpop === undefined || settings.dpop.canSignNow ? cache.peek() : undefined;
     return decidedToken !== undefined;
   };
   const tokenNotAtHand = (config: InternalAxiosRequestConfig): boolean => {
@@ -209,7 +218,12 @@ export function createTokenRefreshInterceptor(options: TokenRefreshOptions): Tok
     if (allowed === undefined) return config;
     // Only when another, asynchronous interceptor delayed this one (so axios runs the chain as promises) can the token be gone by now.
     if (token === undefined) return interceptor(config) as unknown as C;
-    return authorize(config, token, allowed);
+    const { dpop } = settings;
+    if (dpop === undefined || cache.heldTokenType !== "DPoP" || token !== cache.held) return authorize(config, token, allowed);
+    const url = requestUrl(config);
+    const proof = url === undefined ? undefined : dpop.proofNow({ method: config.method ?? "get", url, accessToken: token });
+    if (proof === undefined) return interceptor(config) as unknown as C;
+    return withProof(config, token, proof, allowed);
   };
 
   const attach = (attachable: AttachableAxiosInstance): (() => void) => {

@@ -146,6 +146,11 @@ export class TokenCache {
     return this.#heldToken;
   }
 
+  /** `DPoP` when the token held is DPoP-bound. */
+  get heldTokenType(): "DPoP" | undefined {
+    return this.#current?.tokenType;
+  }
+
   /** Whether `accessToken` is one this source handed out recently. */
   handedOut(accessToken: string): boolean {
     return this.#handedOut.includes(accessToken);

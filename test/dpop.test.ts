@@ -104,6 +104,34 @@ describe("a proof", () => {
     expect(() => createDpopKey({ privateKey })).toThrow('"dpop.publicKey" (a CryptoKey) must be given');
   });
 
+  it("signs with WebCrypto where Node's synchronous crypto is missing (Node before 20.16, workers), and proofNow then declines", async () => {
+    const runtime = process as { getBuiltinModule?: unknown };
+    const saved = runtime.getBuiltinModule;
+    runtime.getBuiltinModule = undefined;
+    let key: ReturnType<typeof createDpopKey>;
+    try {
+      key = createDpopKey(true);
+      const proof = await key.proof({ method: "GET", url: "https://api.example/x", accessToken: "at-1" });
+      expect((await verifiedProof(proof)).payload).toMatchObject({ htm: "GET", htu: "https://api.example/x" });
+    } finally {
+      runtime.getBuiltinModule = saved;
+    }
+    expect(key.canSignNow).toBe(false);
+    expect(key.proofNow({ method: "GET", url: "https://api.example/x" })).toBeUndefined();
+  });
+
+  it("signs in the caller's tick once the key is imported, where Node's crypto is at hand", async () => {
+    const key = createDpopKey(true);
+    expect(key.proofNow({ method: "GET", url: "https://api.example/x" })).toBeUndefined(); // still importing
+    await key.proof({ method: "GET", url: "https://api.example/x" });
+    expect(key.canSignNow).toBe(true);
+    const proof = key.proofNow({ method: "GET", url: "https://api.example/x", accessToken: "at-1" });
+    expect((await verifiedProof(proof ?? "")).payload).toMatchObject({
+      htm: "GET",
+      ath: createHash("sha256").update("at-1").digest("base64url"),
+    });
+  });
+
   it("drops query and fragment from htu", () => {
     expect(targetUri("https://API.example:443/a/b?c=d#e")).toBe("https://api.example/a/b");
   });

@@ -106,10 +106,42 @@ async function exerciseIssuerAndCertificate(label, library) {
   idp.server.close();
 }
 
+// DPoP: where Node's synchronous crypto is not reachable (before 20.16) proofs are signed with WebCrypto.
+async function exerciseDpop(label, library, axios) {
+  const idp = await listen((req, res) => {
+    assert.match(req.headers.dpop ?? "", /^ey[\w-]+\.ey[\w-]+\.[\w-]+$/, `${label}: the token request carries a proof`);
+    res.writeHead(200, { "Content-Type": "application/json" });
+    res.end(JSON.stringify({ access_token: "bound-token", token_type: "DPoP", expires_in: 3600 }));
+  });
+  const seen = [];
+  const api = await listen((req, res) => {
+    seen.push([req.headers.authorization, JSON.parse(Buffer.from(req.headers.dpop.split(".")[1], "base64url")).htu]);
+    res.writeHead(200, { "Content-Type": "application/json" });
+    res.end("{}");
+  });
+  const client = axios.create({ baseURL: api.origin });
+  const auth = library.createTokenRefreshInterceptor({ tokenUrl: `${idp.origin}/token`, clientId: "c", clientSecret: "s", dpop: true });
+  auth.attach(client);
+  await Promise.all([client.get("/a?q=1"), client.get("/b")]);
+  assert.deepEqual(
+    seen.sort(),
+    [
+      ["DPoP bound-token", `${api.origin}/a`],
+      ["DPoP bound-token", `${api.origin}/b`],
+    ],
+    `${label}: DPoP scheme and a proof for each URL`,
+  );
+  auth.dispose();
+  idp.server.close();
+  api.server.close();
+}
+
 await exercise("import", await import("axios-token-refresh"), (await import("axios")).default);
 await exercise("require", require("axios-token-refresh"), require("axios"));
 await exerciseIssuerAndCertificate("import", await import("axios-token-refresh"));
 await exerciseIssuerAndCertificate("require", require("axios-token-refresh"));
+await exerciseDpop("import", await import("axios-token-refresh"), (await import("axios")).default);
+await exerciseDpop("require", require("axios-token-refresh"), require("axios"));
 console.log(
-  `floor smoke on node ${process.version}: burst, 401 replay and redaction; issuer discovery, a certificate assertion and the tracing channels; under import and require`,
+  `floor smoke on node ${process.version}: burst, 401 replay and redaction; issuer discovery, a certificate assertion, the tracing channels and DPoP; under import and require`,
 );
