@@ -22,7 +22,7 @@ import {
   type OidcTestBedOptions,
   type WellKnownForm,
 } from "./helpers/oidc-provider.js";
-import { outcomes } from "./helpers/outcomes.js";
+import { failure, outcomes } from "./helpers/outcomes.js";
 import { expectNoSecrets } from "./helpers/secrets.js";
 
 const ISSUER_PATH = "/realms/main";
@@ -57,14 +57,6 @@ async function connect(bed: OidcTestBed, options: Options) {
   const api = axios.create({ baseURL: rs.origin });
   auth.attach(api);
   return { auth, api, rs };
-}
-
-/** What `promise` rejected with, or the string "no error". */
-function failure(promise: Promise<unknown>): Promise<unknown> {
-  return promise.then(
-    () => "no error",
-    (error: unknown) => error,
-  );
 }
 
 /** The metadata requests as `form:status`, in order. */

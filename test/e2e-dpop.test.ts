@@ -18,7 +18,7 @@ import {
 } from "../src/index.js";
 import { sha256, startDpopResourceServer, type DpopResourceOptions, type DpopResourceServer } from "./helpers/dpop-resource.js";
 import { JWT_RESOURCE, startOidcProvider, type OidcTestBed, type OidcTestBedOptions, type SecretClient } from "./helpers/oidc-provider.js";
-import { outcomes } from "./helpers/outcomes.js";
+import { failure, outcomes } from "./helpers/outcomes.js";
 import { expectNoSecrets } from "./helpers/secrets.js";
 import { startResourceServer } from "./helpers/servers.js";
 
@@ -54,14 +54,6 @@ async function connect(bed: OidcTestBed, extra: Extra = {}, resource: DpopResour
   const api = axios.create({ baseURL: rs.origin });
   auth.attach(api);
   return { auth, api, rs };
-}
-
-/** What `promise` rejected with, or the string "no error". */
-function failure(promise: Promise<unknown>): Promise<unknown> {
-  return promise.then(
-    () => "no error",
-    (error: unknown) => error,
-  );
 }
 
 /** The token requests as `status:error` or `status:token_type`, in order. */

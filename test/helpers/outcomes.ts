@@ -1,3 +1,4 @@
+/** How settled requests and promises came out, for assertions that read as the user sees them. */
 import axios from "axios";
 
 /** What each settled request came to: its status, or the error's name and message when there was no response. */
@@ -8,4 +9,12 @@ export function outcomes(results: PromiseSettledResult<{ status: number }>[]): (
     if (axios.isAxiosError(reason) && reason.response !== undefined) return reason.response.status;
     return reason instanceof Error ? `${reason.name}: ${reason.message}` : String(reason);
   });
+}
+
+/** What `promise` rejected with, or the string "no error". */
+export function failure(promise: Promise<unknown>): Promise<unknown> {
+  return promise.then(
+    () => "no error",
+    (error: unknown) => error,
+  );
 }
