@@ -1,6 +1,6 @@
 export { createTokenRefreshInterceptor } from "./interceptor.js";
 export { createTokenSource } from "./token-source.js";
-export type { AccessToken, GetTokenOptions, TokenSource } from "./token-source.js";
+export type { AccessToken, DpopProofRequest, GetTokenOptions, TokenSource } from "./token-source.js";
 export type {
   AttachableAxiosInstance,
   GetAccessTokenOptions,

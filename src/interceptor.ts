@@ -270,6 +270,7 @@ export function createTokenRefreshInterceptor(options: TokenRefreshOptions): Tok
   return Object.assign(interceptor, {
     getToken: tokens.getToken,
     getAccessToken: tokens.getAccessToken,
+    createDpopProof: tokens.createDpopProof,
     invalidate: tokens.invalidate,
     attach,
     dispose,

@@ -43,6 +43,21 @@ export interface TokenSource {
   invalidate(rejectedToken?: string): Promise<void>;
   /** Aborts a token request on the wire and ends backoff waits; later calls fail with `ERR_DISPOSED`. */
   dispose(): void;
+  /**
+   * With `dpop`: a fresh DPoP proof (RFC 9449 §4) for one request of yours, to send as the `DPoP` header
+   * next to `Authorization: DPoP <accessToken>`; give the token for `ath`. Rejects without `dpop`.
+   */
+  createDpopProof(request: DpopProofRequest): Promise<string>;
+}
+
+/** What a DPoP proof is made for: {@link TokenSource.createDpopProof}. */
+export interface DpopProofRequest {
+  /** The HTTP method, e.g. `GET`. */
+  readonly method: string;
+  /** The absolute URL the request goes to; query and fragment are left out of the proof. */
+  readonly url: string;
+  /** The access token the request carries (the proof's `ath`). */
+  readonly accessToken?: string;
 }
 
 /**
@@ -104,6 +119,15 @@ function sourceOver(cache: TokenCache, settings: Settings): TokenSource {
       else await cache.rejected(rejectedToken, false);
     },
     dispose: () => cache.dispose(),
+    createDpopProof: async (request) => {
+      if (settings.dpop === undefined)
+        throw new InvalidOptionError('"dpop" is not set for this source, so it has no key to sign a proof with');
+      if (request === null || typeof request !== "object" || typeof request.method !== "string" || typeof request.url !== "string") {
+        throw new InvalidOptionError("createDpopProof() takes { method, url, accessToken? }", "ERR_INVALID_ARG_TYPE");
+      }
+      const target = { method: request.method, url: request.url };
+      return settings.dpop.proof(request.accessToken === undefined ? target : { ...target, accessToken: request.accessToken });
+    },
     // util.inspect and JSON.stringify show what identifies the client, never the secret.
     ...renderings(settings, "TokenSource"),
   } as TokenSource;

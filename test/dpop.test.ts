@@ -251,6 +251,20 @@ describe("the token request with dpop", () => {
     expect(server.count).toBe(2); // the third shares the first one's key, so its token
   });
 
+  it("makes proofs for the caller's own requests with createDpopProof(), and refuses without dpop", async () => {
+    const { source } = await dpopSource();
+    const { accessToken } = await source.getToken();
+    const proof = await source.createDpopProof({ method: "put", url: "https://api.example/orders/1?x=1", accessToken });
+    expect((await verifiedProof(proof)).payload).toMatchObject({
+      htm: "PUT",
+      htu: "https://api.example/orders/1",
+      ath: createHash("sha256").update(accessToken).digest("base64url"),
+    });
+    const plain = createTokenSource({ tokenUrl: "https://idp.example/token", clientId: "svc", clientSecret: SECRET });
+    onTestFinished(() => plain.dispose());
+    await expect(plain.createDpopProof({ method: "GET", url: "https://api.example/" })).rejects.toThrow('"dpop" is not set');
+  });
+
   it("never shows the key or a proof in the source's renderings", async () => {
     const privateKey = generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey;
     const d = (privateKey.export({ format: "jwk" }) as { d: string }).d;
