@@ -9,7 +9,7 @@ import { inspect } from "node:util";
 import fc from "fast-check";
 import { calculateJwkThumbprint, decodeProtectedHeader, EmbeddedJWK, exportJWK, generateKeyPair, jwtVerify, type JWK } from "jose";
 import { describe, expect, it, onTestFinished } from "vitest";
-import { createDpopKey, jwkThumbprint, targetUri } from "../src/dpop.js";
+import { createDpopKey, jwkThumbprint, nonceOfProof, requestUrl, targetUri } from "../src/dpop.js";
 import { createTokenSource, InMemoryTokenStore, InvalidTokenResponseError, TokenRequestError } from "../src/index.js";
 import { startTokenServer, type Handler, type RecordedRequest } from "./helpers/servers.js";
 
@@ -130,6 +130,73 @@ describe("a proof", () => {
       htm: "GET",
       ath: createHash("sha256").update("at-1").digest("base64url"),
     });
+  });
+
+  it("refuses keys it cannot use, naming the option", async () => {
+    const { privateKey, publicKey } = await generateKeyPair("ES256");
+    expect(() => createDpopKey({ publicKey })).toThrow('"dpop.publicKey" goes with "dpop.privateKey"');
+    expect(() => createDpopKey({ privateKey: publicKey, publicKey })).toThrow('"dpop.privateKey" must be a private key');
+    expect(() => createDpopKey({ privateKey: generateKeyPairSync("ec", { namedCurve: "P-256" }).publicKey })).toThrow(
+      '"dpop.privateKey" must be a private key',
+    );
+    expect(() => createDpopKey({ privateKey: generateKeyPairSync("ec", { namedCurve: "P-384" }).privateKey })).toThrow(
+      "must be a P-256, Ed25519 or RSA key",
+    );
+    const hmac = await crypto.subtle.generateKey({ name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
+    expect(() =>
+      createDpopKey({ privateKey: { ...hmac, type: "private", algorithm: hmac.algorithm, usages: [] } as unknown as CryptoKey, publicKey }),
+    ).toThrow("DPoP here signs with ES256, EdDSA, RS256 or PS256");
+    expect(privateKey.type).toBe("private");
+  });
+
+  it.each([
+    ["a generated EdDSA key", () => createDpopKey({ algorithm: "EdDSA" }), "EdDSA"],
+    [
+      "an RSA KeyObject signing PS256",
+      () => createDpopKey({ privateKey: generateKeyPairSync("rsa", { modulusLength: 2048 }).privateKey, algorithm: "PS256" }),
+      "PS256",
+    ],
+  ] as const)("signs with %s, in the caller's tick too", async (_name, make, alg) => {
+    const key = make();
+    const proof = await key.proof({ method: "GET", url: "https://api.example/x" });
+    expect((await verifiedProof(proof)).protectedHeader.alg).toBe(alg);
+    const now = key.proofNow({ method: "GET", url: "https://api.example/x" });
+    expect((await verifiedProof(now ?? "")).protectedHeader.alg).toBe(alg);
+  });
+
+  it("signs with an Ed25519 CryptoKey pair", async () => {
+    const { privateKey, publicKey } = (await crypto.subtle.generateKey({ name: "Ed25519" }, false, ["sign", "verify"])) as CryptoKeyPair;
+    const key = createDpopKey({ privateKey, publicKey });
+    expect((await verifiedProof(await key.proof({ method: "GET", url: "https://api.example/x" }))).protectedHeader.alg).toBe("EdDSA");
+  });
+
+  it("keeps at most 64 origins' nonces", () => {
+    const key = createDpopKey(true);
+    for (let i = 0; i < 70; i += 1) expect(key.rememberNonce(`https://api${i}.example/`, `n-${i}`)).toBe(true);
+    expect(key.rememberNonce("https://api69.example/", "n-69")).toBe(false);
+    expect(key.rememberNonce("not a url", "n")).toBe(true);
+  });
+
+  it("works out the URL axios calls, as buildFullPath does", () => {
+    expect(requestUrl({ baseURL: "https://api.example/v1/", url: "/orders" })).toBe("https://api.example/v1/orders");
+    expect(requestUrl({ baseURL: "https://api.example/v1", url: "" })).toBe("https://api.example/v1");
+    expect(requestUrl({ baseURL: "https://api.example/v1", url: "https://other.example/x" })).toBe("https://other.example/x");
+    expect(requestUrl({ baseURL: "https://api.example/v1", url: "https://other.example/x", allowAbsoluteUrls: false })).toBe(
+      "https://api.example/v1/https://other.example/x",
+    );
+    expect(requestUrl({ url: "/relative" })).toBeUndefined();
+    expect(requestUrl({ url: "ftp://files.example/x" })).toBeUndefined();
+    expect(requestUrl({ url: 42 })).toBeUndefined();
+  });
+
+  it("reads the nonce of a proof, and nothing from what is not one", async () => {
+    const key = createDpopKey(true);
+    key.rememberNonce("https://api.example/", "n-7");
+    expect(nonceOfProof(await key.proof({ method: "GET", url: "https://api.example/x" }))).toBe("n-7");
+    expect(nonceOfProof(await createDpopKey(true).proof({ method: "GET", url: "https://api.example/x" }))).toBeUndefined();
+    for (const junk of [undefined, 42, "", "a.b.c", "a.!!!.c", `a.${Buffer.from("[1]").toString("base64url")}.c`]) {
+      expect(nonceOfProof(junk)).toBeUndefined();
+    }
   });
 
   it("drops query and fragment from htu", () => {

@@ -3,7 +3,7 @@
  * `scope_narrowed` event, and the token requests published on node:diagnostics_channel.
  */
 import { subscribe, unsubscribe } from "node:diagnostics_channel";
-import { describe, expect, it, onTestFinished } from "vitest";
+import { describe, expect, it, onTestFinished, vi } from "vitest";
 import { createTokenSource, TOKEN_REQUEST_CHANNELS, type TokenEvent, type TokenRequestMessage } from "../src/index.js";
 import { startTokenServer } from "./helpers/servers.js";
 
@@ -143,5 +143,42 @@ describe("token requests on node:diagnostics_channel", () => {
     await expect(source.getToken()).rejects.toMatchObject({ code: "ERR_TOKEN_NETWORK" });
     expect(seen.at(-1)?.snapshot).toMatchObject({ code: "ERR_TOKEN_NETWORK", attempt: 1 });
     expect(seen.at(-1)?.snapshot.status).toBeUndefined();
+  });
+});
+
+describe("where the channels come from", () => {
+  it("imports node:diagnostics_channel where process.getBuiltinModule is missing (Node before 20.16), and publishes nothing where neither is", async () => {
+    const runtime = process as { getBuiltinModule?: unknown };
+    const saved = runtime.getBuiltinModule;
+    runtime.getBuiltinModule = undefined;
+    try {
+      vi.resetModules();
+      const tracing = await import("../src/tracing.js");
+      await tracing.channelsReady();
+      const seen: unknown[] = [];
+      const listener = (message: unknown): void => void seen.push(message);
+      subscribe(tracing.TOKEN_REQUEST_CHANNELS.start, listener);
+      onTestFinished(() => {
+        unsubscribe(tracing.TOKEN_REQUEST_CHANNELS.start, listener);
+      });
+      tracing.publishStart({ cacheKey: "k", tokenUrl: "https://idp.example/token", attempt: 1 });
+      expect(seen).toEqual([{ cacheKey: "k", tokenUrl: "https://idp.example/token", attempt: 1 }]);
+
+      const versions = Object.getOwnPropertyDescriptor(process, "versions");
+      Object.defineProperty(process, "versions", { value: {}, configurable: true });
+      try {
+        vi.resetModules();
+        const elsewhere = await import("../src/tracing.js");
+        await expect(elsewhere.channelsReady()).resolves.toBeUndefined();
+        const message = elsewhere.publishStart({ cacheKey: "k", tokenUrl: "https://idp.example/token", attempt: 2 });
+        elsewhere.publishEnd(message, 0, 1, { status: 200 });
+        expect(seen).toHaveLength(1);
+      } finally {
+        if (versions !== undefined) Object.defineProperty(process, "versions", versions);
+      }
+    } finally {
+      runtime.getBuiltinModule = saved;
+      vi.resetModules();
+    }
   });
 });
