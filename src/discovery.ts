@@ -11,7 +11,7 @@
  * token store, since a process would then send its secret to whatever endpoint the store names.
  */
 import { boundedRequest, networkError, type AttemptLimits } from "./client-credentials.js";
-import { DiscoveryError, InvalidOptionError, sanitizeServerText } from "./errors.js";
+import { DiscoveryError, type InvalidOptionError, sanitizeServerText } from "./errors.js";
 import type { Settings, TokenHttpClient } from "./options.js";
 import { parseSecureUrl } from "./origin.js";
 
@@ -128,7 +128,7 @@ function readDocument(data: unknown, url: string, status: number, issuer: string
   try {
     tokenUrl = parseSecureUrl("token_endpoint", fields.token_endpoint, allowInsecureHttp).href;
   } catch (error) {
-    throw unusable(error instanceof InvalidOptionError ? error.message : '"token_endpoint" is not a URL');
+    throw unusable((error as InvalidOptionError).message); // parseSecureUrl throws only InvalidOptionError
   }
   const methods = fields.token_endpoint_auth_methods_supported;
   // A malformed list is read as none. None listed restricts nothing: RFC 8414 §2's default (basic) picks the secret's method only.

@@ -177,6 +177,19 @@ describe("issuer discovery", () => {
     expect(as.tokenRequests).toHaveLength(0);
   });
 
+  it("names no received issuer when the document's is not a string", async () => {
+    const as = await startAuthorizationServer({ document: { issuer: 42 } });
+    const error = await failure(sourceFor(as.issuer).getToken());
+    expect(error).toMatchObject({ code: "ERR_ISSUER_MISMATCH", receivedIssuer: undefined });
+    expect((error as Error).message).toContain("is of issuer null");
+  });
+
+  it("reads a malformed token_endpoint_auth_methods_supported as none listed: the secret goes as Basic", async () => {
+    const as = await startAuthorizationServer({ document: { token_endpoint_auth_methods_supported: "client_secret_post" } });
+    await sourceFor(as.issuer).getToken();
+    expect(as.tokenRequests[0]?.headers.authorization).toBe(`Basic ${btoa(`svc:${SECRET}`)}`);
+  });
+
   it.each([
     ["HTML", { headers: { "Content-Type": "text/html" }, body: "<html>login</html>" }],
     ["a JSON array", { body: [] as unknown }],

@@ -330,6 +330,11 @@ describe("the token request with dpop", () => {
     const plain = createTokenSource({ tokenUrl: "https://idp.example/token", clientId: "svc", clientSecret: SECRET });
     onTestFinished(() => plain.dispose());
     await expect(plain.createDpopProof({ method: "GET", url: "https://api.example/" })).rejects.toThrow('"dpop" is not set');
+    await expect(source.createDpopProof({ method: "GET" } as never)).rejects.toThrow(
+      "createDpopProof() takes { method, url, accessToken? }",
+    );
+    const withoutToken = await source.createDpopProof({ method: "GET", url: "https://api.example/" });
+    expect((await verifiedProof(withoutToken)).payload.ath).toBeUndefined();
   });
 
   it("never shows the key or a proof in the source's renderings", async () => {

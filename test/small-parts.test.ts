@@ -124,3 +124,19 @@ describe("OriginPolicy.forRequest, the last target remembered", () => {
     }
   });
 });
+
+describe("base64 and base64url (encoding.ts)", () => {
+  it("agrees with Buffer for bytes, ASCII and UTF-8 text, and refuses what is not base64", async () => {
+    const { base64, base64ToBytes, base64url, base64urlToBytes } = await import("../src/encoding.js");
+    for (const text of ["", "a", "ab", "abc", "client:sécret ✓", "x".repeat(70_000)]) {
+      expect(base64(text)).toBe(Buffer.from(text).toString("base64"));
+      expect(base64url(text)).toBe(Buffer.from(text).toString("base64url"));
+      expect(Buffer.from(base64urlToBytes(base64url(text)) ?? []).toString()).toBe(text);
+    }
+    const bytes = new Uint8Array([0, 251, 255, 62, 63]);
+    expect(base64url(bytes)).toBe(Buffer.from(bytes).toString("base64url"));
+    expect(base64ToBytes(" AQID\n")).toEqual(new Uint8Array([1, 2, 3]));
+    for (const junk of ["", "abcde", "ab$c", "===="]) expect(base64ToBytes(junk)).toBeUndefined();
+    expect(base64urlToBytes("a+b")).toBeUndefined();
+  });
+});
