@@ -1,16 +1,17 @@
 /**
  * Client assertions signed by the library (RFC 7523 §2.2, `private_key_jwt`): the key is read once,
  * at construction, into PKCS#8 bytes; imported into WebCrypto (non-extractable) at the first token
- * request, after which the bytes are dropped; and a fresh assertion is signed for every request.
- * WebCrypto is a global in Node 20, Deno, Bun and workers, so this needs no Node import.
+ * request, after which the bytes are dropped; and a fresh assertion is signed for every request
+ * (jws.ts: Node's synchronous signature where it is at hand, else WebCrypto).
  *
  * Microsoft Entra's certificate credential is the shape: header `alg`, `typ: "JWT"` and the
  * certificate's thumbprints `x5t#S256` (SHA-256) and `x5t` (SHA-1, which older Entra code reads);
  * claims `aud` = the token endpoint, `iss` = `sub` = the client id, a unique `jti`, `iat`, `nbf`, `exp`.
  */
 import { base64ToBytes, base64url } from "./encoding.js";
+import { isKeyObject, JWS_KEY_PARAMS, jwsKey, signJws, type JwsKey } from "./jws.js";
 import { InvalidOptionError, TokenRefreshError } from "./errors.js";
-import type { ClientAssertionAlgorithm, PrivateKeyObject } from "./options.js";
+import type { ClientAssertionAlgorithm } from "./options.js";
 
 /** How long an assertion is valid: long enough for a retried request and some clock skew, far below Entra's 10-minute limit. */
 const ASSERTION_LIFETIME_SECONDS = 300;
@@ -24,17 +25,6 @@ type KeyKind = "rsa" | "p256";
 /** Bytes over a plain ArrayBuffer, as WebCrypto takes them. */
 type Bytes = Uint8Array<ArrayBuffer>;
 
-const IMPORT: Record<ClientAssertionAlgorithm, RsaHashedImportParams | EcKeyImportParams> = {
-  RS256: { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256" },
-  PS256: { name: "RSA-PSS", hash: "SHA-256" },
-  ES256: { name: "ECDSA", namedCurve: "P-256" },
-};
-const SIGN: Record<ClientAssertionAlgorithm, AlgorithmIdentifier | RsaPssParams | EcdsaParams> = {
-  RS256: { name: "RSASSA-PKCS1-v1_5" },
-  PS256: { name: "RSA-PSS", saltLength: 32 }, // RFC 7518 §3.5: the salt is as long as the hash
-  ES256: { name: "ECDSA", hash: "SHA-256" }, // WebCrypto's r‖s is already the JWS form (RFC 7518 §3.4)
-};
-
 /** Signs this client's assertions; holds the key where neither `util.inspect` nor `JSON.stringify` can reach it. */
 export class AssertionSigner {
   /** The JWS `alg` of every assertion. */
@@ -42,7 +32,7 @@ export class AssertionSigner {
   /** Bytes that identify the credential in the cache key (the certificate, else the key), never shown. */
   readonly #identity: Bytes;
   #pkcs8: Bytes | undefined;
-  #key: Promise<CryptoKey> | undefined;
+  #key: Promise<JwsKey> | undefined;
   readonly #certificate: Bytes | undefined;
   #header: Promise<string> | undefined;
 
@@ -72,19 +62,17 @@ export class AssertionSigner {
       nbf: issuedAt,
       exp: issuedAt + ASSERTION_LIFETIME_SECONDS,
     };
-    const signingInput = `${header}.${base64url(JSON.stringify(claims))}`;
-    const signature = await subtle.sign(SIGN[this.algorithm], key, new TextEncoder().encode(signingInput));
-    return `${signingInput}.${base64url(new Uint8Array(signature))}`;
+    return signJws(key, `${header}.${base64url(JSON.stringify(claims))}`);
   }
 
-  #importedKey(subtle: SubtleCrypto): Promise<CryptoKey> {
+  #importedKey(subtle: SubtleCrypto): Promise<JwsKey> {
     if (this.#key === undefined) {
       const pkcs8 = this.#pkcs8 ?? new Uint8Array(0);
-      this.#key = subtle.importKey("pkcs8", pkcs8, IMPORT[this.algorithm], false, ["sign"]).then(
+      this.#key = subtle.importKey("pkcs8", pkcs8, JWS_KEY_PARAMS[this.algorithm], false, ["sign"]).then(
         (key) => {
           // From here on the key exists only as a non-extractable CryptoKey.
           this.#pkcs8 = undefined;
-          return key;
+          return jwsKey(key, this.algorithm);
         },
         () => {
           this.#key = undefined;
@@ -191,15 +179,6 @@ function readCertificate(value: unknown): Bytes {
     throw new InvalidOptionError(`"${name}" must be a PEM certificate (BEGIN CERTIFICATE)`);
   }
   return der;
-}
-
-function isKeyObject(value: unknown): value is PrivateKeyObject {
-  return (
-    value !== null &&
-    typeof value === "object" &&
-    typeof (value as { export?: unknown }).export === "function" &&
-    typeof (value as { type?: unknown }).type === "string"
-  );
 }
 
 /** The key kind a PKCS#8 PrivateKeyInfo holds (RFC 5208 §5): its algorithm OID, and for EC the curve. */

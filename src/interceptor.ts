@@ -9,8 +9,8 @@ import { InvalidOptionError, TokenRefreshError } from "./errors.js";
 import { writeHeader } from "./headers.js";
 import type { StoredToken } from "./store.js";
 import type { TokenRefreshOptions } from "./options.js";
-import { composeRedirectHook, OriginPolicy, type AllowedOrigins } from "./origin.js";
-import { type DpopKey, requestUrl } from "./dpop.js";
+import { composeRedirectHook, OriginPolicy, requestUrl, type AllowedOrigins } from "./origin.js";
+import type { DpopKey } from "./dpop.js";
 import { rememberNonceOf, replayOrRethrow } from "./replay.js";
 import { unrefTimer } from "./retry.js";
 import { disposedError } from "./token-cache.js";
@@ -104,6 +104,7 @@ export interface TokenRefreshInterceptor extends TokenSource {
 export function createTokenRefreshInterceptor(options: TokenRefreshOptions): TokenRefreshInterceptor {
   const { cache, source: tokens, settings } = createCachedSource(options);
   const origins = new OriginPolicy(settings.allowedOrigins, settings.allowInsecureHttp);
+  const { dpop } = settings;
   const detachers = new Set<() => void>();
 
   // Per token, not per request: the header value (its characters were checked when the token arrived).
@@ -138,7 +139,7 @@ export function createTokenRefreshInterceptor(options: TokenRefreshOptions): Tok
   /** With DPoP: the token with its type, and for a bound token a proof for this request (RFC 9449 §7.1). */
   const authorizeWithProof = async <C extends InternalAxiosRequestConfig>(
     config: C,
-    dpop: DpopKey,
+    key: DpopKey,
     entry: StoredToken,
     allowed: AllowedOrigins,
   ): Promise<C> => {
@@ -153,7 +154,7 @@ export function createTokenRefreshInterceptor(options: TokenRefreshOptions): Tok
     return withProof(
       config,
       entry.accessToken,
-      await dpop.proof({ method: config.method ?? "get", url, accessToken: entry.accessToken }),
+      await key.proof({ method: config.method ?? "get", url, accessToken: entry.accessToken }),
       allowed,
     );
   };
@@ -168,7 +169,6 @@ export function createTokenRefreshInterceptor(options: TokenRefreshOptions): Tok
     if (allowed === undefined) return Promise.resolve(config);
     const granted: AllowedOrigins = allowed;
     const signal = config.signal as AbortSignal | undefined;
-    const { dpop } = settings;
     if (dpop !== undefined) {
       return asAxiosCancel(
         config,
@@ -195,7 +195,7 @@ export function createTokenRefreshInterceptor(options: TokenRefreshOptions): Tok
   const tokenAtHand = (config: InternalAxiosRequestConfig): boolean => {
     decidedFor = config;
     // With DPoP, only where a proof can be signed in this tick (Node's crypto, the key imported).
-    decidedToken = settings.dpop === undefined || settings.dpop.canSignNow ? cache.peek() : undefined;
+    decidedToken = dpop === undefined || dpop.canSignNow ? cache.peek() : undefined;
     return decidedToken !== undefined;
   };
   const tokenNotAtHand = (config: InternalAxiosRequestConfig): boolean => {
@@ -218,7 +218,6 @@ export function createTokenRefreshInterceptor(options: TokenRefreshOptions): Tok
     if (allowed === undefined) return config;
     // Only when another, asynchronous interceptor delayed this one (so axios runs the chain as promises) can the token be gone by now.
     if (token === undefined) return interceptor(config) as unknown as C;
-    const { dpop } = settings;
     if (dpop === undefined || cache.heldTokenType !== "DPoP" || token !== cache.held) return authorize(config, token, allowed);
     const url = requestUrl(config);
     const proof = url === undefined ? undefined : dpop.proofNow({ method: config.method ?? "get", url, accessToken: token });
@@ -240,7 +239,6 @@ export function createTokenRefreshInterceptor(options: TokenRefreshOptions): Tok
     // Registered together, so their runWhen calls are adjacent: see tokenAtHand.
     const syncId = instance.interceptors.request.use(authorizeNow, undefined, { synchronous: true, runWhen: tokenAtHand });
     const waitingId = instance.interceptors.request.use(interceptor, undefined, { runWhen: tokenNotAtHand });
-    const { dpop } = settings;
     // With DPoP, every answer may bring the server's next nonce (RFC 9449 §8.2, §9).
     const learnNonce =
       dpop === undefined

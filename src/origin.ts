@@ -264,3 +264,32 @@ function pageOrigin(): string | undefined {
 function stripQuery(url: string): string {
   return url.replace(/[?#].*$/, "");
 }
+
+/** The request fields that make the URL axios calls. */
+export interface RequestUrlFields {
+  readonly url?: unknown;
+  readonly baseURL?: unknown;
+  readonly allowAbsoluteUrls?: unknown;
+}
+
+/**
+ * The URL axios will call, as its buildFullPath makes it: an absolute `url` as it is (unless
+ * `allowAbsoluteUrls: false`), else `baseURL` and `url` joined with one "/". Params only add a query,
+ * which `htu` leaves out. Undefined when it is not an absolute http(s) URL.
+ */
+export function requestUrl(config: RequestUrlFields): string | undefined {
+  const url = typeof config.url === "string" ? config.url : "";
+  const baseURL = typeof config.baseURL === "string" ? config.baseURL : "";
+  const absolute = isAbsoluteUrl(url);
+  const full = baseURL !== "" && (!absolute || config.allowAbsoluteUrls === false) ? joinUrl(baseURL, url) : url;
+  try {
+    const parsed = new URL(full);
+    return parsed.protocol === "https:" || parsed.protocol === "http:" ? parsed.href : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function joinUrl(baseURL: string, url: string): string {
+  return url === "" ? baseURL : `${baseURL.replace(/\/?\/$/, "")}/${url.replace(/^\/+/, "")}`;
+}

@@ -8,8 +8,8 @@ import axios, { type AxiosError, type AxiosInstance, type InternalAxiosRequestCo
 import { emit, type NotReplayedReason } from "./events.js";
 import { copyHeaders, deleteHeader, readHeader, writeHeader } from "./headers.js";
 import type { Settings } from "./options.js";
-import { type DpopKey, nonceOfProof, type RequestUrlFields, requestUrl } from "./dpop.js";
-import { userRedirectHook } from "./origin.js";
+import { type DpopKey, nonceOfProof } from "./dpop.js";
+import { requestUrl, type RequestUrlFields, userRedirectHook } from "./origin.js";
 import type { TokenCache } from "./token-cache.js";
 
 const REDACTED = "[redacted]";

@@ -9,7 +9,8 @@ import { inspect } from "node:util";
 import fc from "fast-check";
 import { calculateJwkThumbprint, decodeProtectedHeader, EmbeddedJWK, exportJWK, generateKeyPair, jwtVerify, type JWK } from "jose";
 import { describe, expect, it, onTestFinished } from "vitest";
-import { createDpopKey, jwkThumbprint, nonceOfProof, requestUrl, targetUri } from "../src/dpop.js";
+import { createDpopKey, jwkThumbprint, nonceOfProof, targetUri } from "../src/dpop.js";
+import { requestUrl } from "../src/origin.js";
 import { createTokenSource, InMemoryTokenStore, InvalidTokenResponseError, TokenRequestError } from "../src/index.js";
 import { startTokenServer, type Handler, type RecordedRequest } from "./helpers/servers.js";
 
