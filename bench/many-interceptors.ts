@@ -4,8 +4,10 @@
  * instances with a static header, and a second 100 of those against the first (the A/A row); and the
  * heap each interceptor adds, warm, over an instance with a static header.
  */
-import axios, { type AxiosInstance } from "axios";
-import { createTokenRefreshInterceptor, type TokenRefreshInterceptor } from "../src/index.js";
+import axios, { type AxiosInstance, type InternalAxiosRequestConfig } from "axios";
+import { createTokenRefreshInterceptor } from "../src/index.js";
+import { composeRedirectHook, OriginPolicy } from "../src/origin.js";
+import { createCachedSource } from "../src/token-source.js";
 import { heapAfterGc } from "./memory.js";
 import { clientOptions, type Setup } from "./servers.js";
 import { fmtInt, fmtNum, interleaved, median, pairedRatio, ROUNDS, roundsOfTurns } from "./stats.js";
@@ -16,7 +18,7 @@ const INSTANCES = 100;
 const MANY_REQUESTS = 2_000; // per side and round, round-robin over the side's instances
 export const settings = { INSTANCES, MANY_REQUESTS };
 
-type Side = "static" | "static again" | "ours";
+type Side = "static" | "static again" | "ours" | "floor";
 
 interface Fleet {
   apis: AxiosInstance[];
@@ -26,9 +28,10 @@ interface Fleet {
 export async function manyInterceptors({ baseURL, agent, tokens }: Setup): Promise<Row[]> {
   /** INSTANCES instances, each warmed by one request (ours: which fetches its token). */
   const make = async (side: Side): Promise<Fleet> => {
-    const auths: TokenRefreshInterceptor[] = [];
+    const auths: { dispose(): void }[] = [];
     const apis = await Promise.all(
       Array.from({ length: INSTANCES }, async (_, i) => {
+        if (side === "floor") return floorInstance(i, auths);
         if (side !== "ours") {
           const token = await tokenOf(i);
           return axios.create({ baseURL, httpAgent: agent, headers: { Authorization: `Bearer ${token}` } });
@@ -61,8 +64,48 @@ export async function manyInterceptors({ baseURL, agent, tokens }: Setup): Promi
     return token;
   };
 
+  /**
+   * The floor: the least a correct warm path does per request, as ONE synchronous interceptor (which
+   * attach() cannot be: waiting for a token needs a second, asynchronous one): the freshness read,
+   * the scan for the caller's own Authorization, the remembered origin decision and its redirect
+   * hook, the header write. Its own token source, so its own token.
+   */
+  const floorInstance = async (i: number, disposables: { dispose(): void }[]): Promise<AxiosInstance> => {
+    const { cache } = createCachedSource({ ...clientOptions(tokens.url), clientId: `bench-floor-${i}` });
+    await cache.token();
+    disposables.push(cache);
+    const origins = new OriginPolicy(undefined, false);
+    let headerToken = "";
+    let header = "";
+    const api = axios.create({ baseURL, httpAgent: agent });
+    api.interceptors.request.use(
+      (config: InternalAxiosRequestConfig) => {
+        const token = cache.peek();
+        if (token === undefined) throw new Error("the floor side has no token at hand");
+        for (const key in config.headers) if (key.length === 13 && key.toLowerCase() === "authorization") return config;
+        const allowed = origins.forRequest(config);
+        if (allowed === undefined) return config;
+        config.beforeRedirect = composeRedirectHook(allowed, config.beforeRedirect);
+        if (token !== headerToken) {
+          headerToken = token;
+          header = `Bearer ${token}`;
+        }
+        (config.headers as unknown as Record<string, string>).Authorization = header;
+        return config;
+      },
+      undefined,
+      { synchronous: true },
+    );
+    return api;
+  };
+
   // Time per request, the sides taking turns request by request, each side cycling through its instances.
-  const sides: Record<Side, Fleet> = { static: await make("static"), "static again": await make("static again"), ours: await make("ours") };
+  const sides: Record<Side, Fleet> = {
+    static: await make("static"),
+    "static again": await make("static again"),
+    ours: await make("ours"),
+    floor: await make("floor"),
+  };
   const names = Object.keys(sides) as Side[];
   const next = Object.fromEntries(names.map((name) => [name, 0])) as Record<Side, number>;
   const perRequest = await roundsOfTurns({
@@ -129,6 +172,13 @@ export async function manyInterceptors({ baseURL, agent, tokens }: Setup): Promi
       "ours",
       "≤ +1 µs",
       true,
+    ),
+    differenceRow(
+      "8e",
+      `8e. ${INSTANCES} instances, the floor: one synchronous interceptor doing only the checks a warm request needs (freshness, the caller's own Authorization, the origin, the header), vs ${INSTANCES} static-header instances`,
+      "floor",
+      "— (what the checks cost)",
+      undefined,
     ),
     differenceRow(
       "8b",
